@@ -1,0 +1,60 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import cors from '@fastify/cors';
+import { loggerOptions, newRequestId, type ApiConfig } from '@chorus/shared';
+import { errorsPlugin } from './plugins/errors.ts';
+import { authPlugin } from './plugins/auth.ts';
+import { servicesPlugin } from './plugins/services.ts';
+import { healthRoutes } from './routes/health.ts';
+import { modelRoutes } from './routes/openai/models.ts';
+import { voiceRoutes } from './routes/openai/voices.ts';
+import { speechRoutes } from './routes/openai/speech.ts';
+
+export interface BuildOptions {
+  /** Replace the JSON logger (tests pass false). */
+  logger?: boolean;
+}
+
+/** Builds the API without listening (tests inject or listen on port 0; server.ts listens). */
+export async function buildApp(config: ApiConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger === false ? false : loggerOptions(config.logLevel, 'chorus-api'),
+    genReqId: () => newRequestId(),
+    requestIdHeader: false,
+    requestIdLogLabel: 'reqId',
+    bodyLimit: config.bodyLimitBytes,
+    return503OnClosing: true,
+  });
+
+  app.decorateRequest('startedAt', 0);
+  app.addHook('onRequest', async (request, reply) => {
+    request.startedAt = performance.now();
+    reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    app.metrics.requests.inc({ route, method: request.method, status: String(reply.statusCode) });
+    app.metrics.duration.observe({ route, method: request.method }, (performance.now() - request.startedAt) / 1000);
+  });
+
+  // JSON only: OpenAI's SDKs send JSON, and a text/plain body is a client bug worth a 415.
+  app.removeContentTypeParser(['text/plain']);
+
+  await app.register(errorsPlugin);
+  await app.register(cors, {
+    origin: config.corsOrigins.length === 0 ? false : config.corsOrigins.includes('*') ? true : config.corsOrigins,
+    exposedHeaders: ['x-request-id', 'x-job-id', 'x-chorus-ignored-params', 'retry-after', 'retry-after-ms'],
+    allowedHeaders: ['authorization', 'content-type', 'x-stainless-*', 'openai-organization', 'openai-project'],
+    maxAge: 600,
+  });
+  await app.register(servicesPlugin, { config });
+  await app.register(authPlugin, {
+    apiKeys: config.apiKeys,
+    adminApiKey: config.adminApiKey,
+    publicDiscovery: config.publicDiscovery,
+  });
+  await app.register(healthRoutes);
+  await app.register(modelRoutes);
+  await app.register(voiceRoutes);
+  await app.register(speechRoutes);
+  return app;
+}

@@ -1,0 +1,67 @@
+import fp from 'fastify-plugin';
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import {
+  createRedisClient, ModelTable, RedisKeys, VoiceCatalog, type ApiConfig,
+} from '@chorus/shared';
+import { StreamHub } from '../relay/stream-hub.ts';
+import { SpeechService } from '../services/speech-service.ts';
+import { WorkerDirectory } from '../services/worker-directory.ts';
+import { ApiMetrics } from '../metrics.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: ApiConfig;
+    redis: Redis;
+    keys: RedisKeys;
+    hub: StreamHub;
+    speech: SpeechService;
+    directory: WorkerDirectory;
+    voices: VoiceCatalog;
+    models: ModelTable;
+    metrics: ApiMetrics;
+    /** Set when SIGTERM arrived: readiness fails, new work is refused. */
+    draining: boolean;
+  }
+}
+
+/**
+ * Creates and owns the Redis connections (a fail-fast producer and one blocking reader for the relay), the
+ * relay hub and the services every route uses; closes them on app close.
+ */
+export const servicesPlugin = fp<{ config: ApiConfig }>(
+  async (app, { config }) => {
+    const keys = new RedisKeys(config.redis.prefix);
+    const voices = VoiceCatalog.load(config.voicesFile, config.voicesDir);
+    const models = new ModelTable(config.modelAliases);
+    const redis = createRedisClient(config.redis, 'producer', app.log as never);
+    const blocking = createRedisClient(config.redis, 'blocking', app.log as never);
+    const relayId = randomBytes(8).toString('hex');
+    const hub = new StreamHub(blocking, redis, keys.wakeStream(relayId), app.log);
+    const directory = new WorkerDirectory(redis, keys);
+    const speech = new SpeechService({ redis, keys, relayId, hub, directory, models, voices });
+
+    app.decorate('config', config);
+    app.decorate('redis', redis);
+    app.decorate('keys', keys);
+    app.decorate('hub', hub);
+    app.decorate('speech', speech);
+    app.decorate('directory', directory);
+    app.decorate('voices', voices);
+    app.decorate('models', models);
+    app.decorate('metrics', new ApiMetrics());
+    app.decorate('draining', false);
+
+    app.addHook('onReady', async () => {
+      hub.start();
+    });
+    app.addHook('onClose', async () => {
+      await hub.close();
+      await speech.close();
+      await Promise.allSettled([redis.quit(), blocking.quit()]);
+      redis.disconnect();
+      blocking.disconnect();
+    });
+  },
+  { name: 'services' },
+);

@@ -1,0 +1,117 @@
+import { isTerminal, type StreamRecord } from '@chorus/shared/stream-protocol';
+
+export interface StreamEntry {
+  /** Redis Stream entry id. */
+  id: string;
+  record: StreamRecord;
+}
+
+/** Buffered bytes above which the hub stops reading this stream until the client catches up. */
+export const HIGH_WATER_BYTES = 512 * 1024;
+const LOW_WATER_BYTES = 128 * 1024;
+
+/**
+ * One reader's view of a job's stream, fed by the StreamHub. Iterating it yields records in order and ends
+ * after the terminal record. A slow reader pauses its stream in the hub (no unbounded buffering).
+ */
+export class JobStream implements AsyncIterable<StreamEntry> {
+  readonly key: string;
+  lastId: string;
+  #buffer: StreamEntry[] = [];
+  #bufferedBytes = 0;
+  #waiter: (() => void) | undefined;
+  #ended = false;
+  #failure: Error | undefined;
+  #closed = false;
+  readonly #onClose: (s: JobStream) => void;
+  readonly #onDrained: () => void;
+
+  constructor(key: string, fromId: string, onClose: (s: JobStream) => void, onDrained: () => void) {
+    this.key = key;
+    this.lastId = fromId;
+    this.#onClose = onClose;
+    this.#onDrained = onDrained;
+  }
+
+  /** Whether the hub should include this stream in its next XREAD. */
+  get wantsData(): boolean {
+    return !this.#ended && !this.#closed && this.#bufferedBytes < HIGH_WATER_BYTES;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Called by the hub with entries newer than `lastId`. */
+  deliver(entries: StreamEntry[]): void {
+    for (const entry of entries) {
+      if (this.#ended || this.#closed) return;
+      if (compareIds(entry.id, this.lastId) <= 0) continue;
+      this.lastId = entry.id;
+      this.#buffer.push(entry);
+      if (entry.record.type === 'audio') this.#bufferedBytes += entry.record.data.length;
+      if (isTerminal(entry.record)) this.#ended = true;
+    }
+    this.#wake();
+  }
+
+  /** The hub lost Redis for good or is closing. */
+  fail(err: Error): void {
+    this.#failure = err;
+    this.#wake();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#buffer = [];
+    this.#wake();
+    this.#onClose(this);
+  }
+
+  /** Next entry, or undefined when the stream ended or was closed. */
+  async next(): Promise<StreamEntry | undefined> {
+    for (;;) {
+      const entry = this.#buffer.shift();
+      if (entry) {
+        if (entry.record.type === 'audio') {
+          const wasPaused = this.#bufferedBytes >= HIGH_WATER_BYTES;
+          this.#bufferedBytes -= entry.record.data.length;
+          if (wasPaused && this.#bufferedBytes < LOW_WATER_BYTES) this.#onDrained();
+        }
+        return entry;
+      }
+      if (this.#closed || this.#ended) return undefined;
+      if (this.#failure) throw this.#failure;
+      await new Promise<void>((resolve) => (this.#waiter = resolve));
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<StreamEntry> {
+    try {
+      for (;;) {
+        const entry = await this.next();
+        if (!entry) return;
+        yield entry;
+      }
+    } finally {
+      this.close();
+    }
+  }
+
+  #wake() {
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.();
+  }
+}
+
+/** Orders Redis Stream ids (`<ms>-<seq>`). */
+export function compareIds(a: string, b: string): number {
+  const [am = '0', as = '0'] = a.split('-');
+  const [bm = '0', bs = '0'] = b.split('-');
+  const d = BigInt(am) - BigInt(bm);
+  if (d !== 0n) return d < 0n ? -1 : 1;
+  const e = BigInt(as) - BigInt(bs);
+  return e === 0n ? 0 : e < 0n ? -1 : 1;
+}

@@ -1,0 +1,131 @@
+import type { Redis } from 'ioredis';
+import type { FastifyBaseLogger } from 'fastify';
+import { decodeRecord } from '@chorus/shared/stream-protocol';
+import { compareIds, JobStream, type StreamEntry } from './job-stream.ts';
+
+const BLOCK_MS = 5000;
+const COUNT_PER_STREAM = 64;
+
+/**
+ * One blocking XREAD loop per API process serves every relayed job stream: 1,000 concurrent streams cost one
+ * blocking connection, not 1,000. A subscriber that appears while the loop is blocked XADDs to this process's
+ * wake stream, which is part of every XREAD, so the loop returns and re-reads with the new key set. (An id-based
+ * wake stream has no race: an XADD that lands before the XREAD arrives still makes it return at once.)
+ */
+export class StreamHub {
+  readonly #blocking: Redis;
+  readonly #command: Redis;
+  readonly #wakeKey: string;
+  readonly #logger: FastifyBaseLogger;
+  readonly #subs = new Map<string, Set<JobStream>>();
+  #wakeLastId = '0-0';
+  #running = false;
+  #loop: Promise<void> | undefined;
+  #wakePending = false;
+
+  constructor(blocking: Redis, command: Redis, wakeKey: string, logger: FastifyBaseLogger) {
+    this.#blocking = blocking;
+    this.#command = command;
+    this.#wakeKey = wakeKey;
+    this.#logger = logger;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  /** Streams currently relayed (for metrics). */
+  get size(): number {
+    let n = 0;
+    for (const set of this.#subs.values()) n += set.size;
+    return n;
+  }
+
+  /** Reads `key` from just after `fromId` (`0-0` = from the start). */
+  subscribe(key: string, fromId = '0-0'): JobStream {
+    const stream = new JobStream(key, fromId, (s) => this.#remove(s), () => this.wake());
+    let set = this.#subs.get(key);
+    if (!set) this.#subs.set(key, (set = new Set()));
+    set.add(stream);
+    this.wake();
+    return stream;
+  }
+
+  /** Makes the blocked XREAD return so it picks up new or resumed subscribers. */
+  wake(): void {
+    if (this.#wakePending || !this.#running) return;
+    this.#wakePending = true;
+    queueMicrotask(() => {
+      this.#wakePending = false;
+      this.#command
+        .multi()
+        .xadd(this.#wakeKey, 'MAXLEN', '1', '*', 'w', '1')
+        .pexpire(this.#wakeKey, 60_000)
+        .exec()
+        .catch((err: Error) => this.#logger.debug({ err: err.message }, 'relay wake failed'));
+    });
+  }
+
+  #remove(stream: JobStream) {
+    const set = this.#subs.get(stream.key);
+    if (!set) return;
+    set.delete(stream);
+    if (set.size === 0) this.#subs.delete(stream.key);
+  }
+
+  async #run(): Promise<void> {
+    let backoff = 50;
+    while (this.#running) {
+      const keys: string[] = [this.#wakeKey];
+      const ids: string[] = [this.#wakeLastId];
+      for (const [key, set] of this.#subs) {
+        let from: string | undefined;
+        for (const s of set) {
+          if (!s.wantsData) continue;
+          if (from === undefined || compareIds(s.lastId, from) < 0) from = s.lastId;
+        }
+        if (from !== undefined) {
+          keys.push(key);
+          ids.push(from);
+        }
+      }
+      try {
+        const reply = await this.#blocking.xreadBuffer(
+          'COUNT', COUNT_PER_STREAM, 'BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...ids,
+        );
+        backoff = 50;
+        if (!reply) continue;
+        for (const [keyBuf, rawEntries] of reply) {
+          const key = keyBuf.toString();
+          if (key === this.#wakeKey) {
+            const last = rawEntries[rawEntries.length - 1];
+            if (last) this.#wakeLastId = last[0].toString();
+            continue;
+          }
+          const set = this.#subs.get(key);
+          if (!set) continue;
+          const entries: StreamEntry[] = rawEntries.map(([id, fields]) => ({
+            id: id.toString(),
+            record: decodeRecord(fields),
+          }));
+          for (const s of set) s.deliver(entries);
+        }
+      } catch (err) {
+        if (!this.#running) break;
+        this.#logger.warn({ err: (err as Error).message }, 'relay read failed; retrying');
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 1000);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#running = false;
+    for (const set of this.#subs.values()) for (const s of set) s.fail(new Error('relay closed'));
+    // Break the blocked XREAD: disconnecting is the only way to interrupt it from this side.
+    this.#blocking.disconnect();
+    await this.#loop?.catch(() => {});
+  }
+}

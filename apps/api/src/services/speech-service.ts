@@ -1,0 +1,160 @@
+import type { Redis } from 'ioredis';
+import { Queue } from 'bullmq';
+import {
+  ChorusError, JOB_CATALOG, JOB_NAMES, newJobId, PRIORITY, speechQueueName, type ModelTable, type RedisKeys,
+  type Speaker, type TtsJob, type TtsJobInput, type VoiceCatalog,
+} from '@chorus/shared';
+import type { StreamHub } from '../relay/stream-hub.ts';
+import type { JobStream } from '../relay/job-stream.ts';
+import type { WorkerDirectory } from './worker-directory.ts';
+
+/** What every route hands over after validating its own body shape. */
+export interface SynthesisParams {
+  model: string;
+  text: string;
+  voice: string;
+  format: TtsJob['format'];
+  speed: number;
+  lang?: string;
+  instructions?: string;
+  seed?: number;
+  temperature?: number;
+  preset?: string;
+  route: string;
+  requestId: string;
+  priority?: 'realtime' | 'batch';
+}
+
+export interface StartedJob {
+  jobId: string;
+  job: TtsJob;
+  stream: JobStream;
+  speaker: Speaker;
+}
+
+/**
+ * The one path from a validated request to a running job: resolve model and voice, refuse what cannot run,
+ * subscribe to the job's stream, enqueue. Every route (OpenAI raw/SSE, legacy, batch) goes through here.
+ */
+export class SpeechService {
+  readonly #redis: Redis;
+  readonly #keys: RedisKeys;
+  readonly #relayId: string;
+  readonly #hub: StreamHub;
+  readonly #directory: WorkerDirectory;
+  readonly #models: ModelTable;
+  readonly #voices: VoiceCatalog;
+  readonly #queues = new Map<string, Queue>();
+
+  constructor(opts: {
+    redis: Redis; keys: RedisKeys; relayId: string; hub: StreamHub; directory: WorkerDirectory;
+    models: ModelTable; voices: VoiceCatalog;
+  }) {
+    this.#redis = opts.redis;
+    this.#keys = opts.keys;
+    this.#relayId = opts.relayId;
+    this.#hub = opts.hub;
+    this.#directory = opts.directory;
+    this.#models = opts.models;
+    this.#voices = opts.voices;
+  }
+
+  queue(engine: string): Queue {
+    let q = this.#queues.get(engine);
+    if (!q) {
+      q = new Queue(speechQueueName(engine), { connection: this.#redis, prefix: this.#keys.bullPrefix() });
+      q.on('error', () => {}); // connection errors surface on the request that hits them
+      this.#queues.set(engine, q);
+    }
+    return q;
+  }
+
+  /** Engine for a model name, or the 404 / 503 a client should get. */
+  async engineFor(model: string): Promise<string> {
+    const engine = this.#models.engineFor(model);
+    if (!engine) {
+      throw new ChorusError('TTS_ERR_MODEL_NOT_FOUND', `The model '${model}' does not exist.`, { param: 'model' });
+    }
+    const served = await this.#directory.servedEngines();
+    if (!served.has(engine)) {
+      throw new ChorusError('TTS_ERR_MODEL_UNAVAILABLE', `No worker is serving model '${model}' right now.`, {
+        retryAfterS: 2,
+      });
+    }
+    return engine;
+  }
+
+  resolveVoice(voice: string, param = 'voice'): Speaker {
+    const speaker = this.#voices.resolve(voice);
+    if (!speaker) {
+      throw new ChorusError(
+        'TTS_ERR_VOICE_UNKNOWN',
+        `Invalid voice '${voice}'. Valid voices: ${this.#voices.validVoiceNames().join(', ')}.`,
+        { param },
+      );
+    }
+    return speaker;
+  }
+
+  resolvePreset(name: string | undefined, param = 'preset') {
+    if (name === undefined) return undefined;
+    const values = this.#voices.presets[name];
+    if (!values) {
+      throw new ChorusError(
+        'TTS_ERR_VALIDATION',
+        `Unknown preset '${name}'. Valid presets: ${Object.keys(this.#voices.presets).join(', ')}.`,
+        { param },
+      );
+    }
+    return { name, values };
+  }
+
+  /** Validates what needs the catalogue, subscribes, then enqueues (subscribe first: no chunk can be missed). */
+  async start(p: SynthesisParams): Promise<StartedJob> {
+    const speaker = this.resolveVoice(p.voice);
+    const preset = this.resolvePreset(p.preset);
+    const engine = await this.engineFor(p.model);
+    const jobId = newJobId();
+    const streamKey = this.#keys.audioStream(this.#relayId, jobId);
+    const job: TtsJob = {
+      v: 1, requestId: p.requestId, streamKey, engine, model: p.model, text: p.text, speaker, format: p.format,
+      speed: preset?.values.speed !== undefined && p.speed === 1 ? preset.values.speed : p.speed,
+      lang: p.lang, instructions: p.instructions, seed: p.seed ?? preset?.values.seed,
+      temperature: p.temperature ?? preset?.values.temperature, preset, route: p.route,
+      priority: p.priority ?? 'realtime', enqueuedAt: Date.now(),
+    } satisfies TtsJobInput;
+    const stream = this.#hub.subscribe(streamKey);
+    try {
+      await this.queue(engine).add(JOB_NAMES.synthesize, job, {
+        ...JOB_CATALOG[JOB_NAMES.synthesize].options,
+        jobId,
+        priority: PRIORITY[job.priority],
+      });
+    } catch (err) {
+      stream.close();
+      throw err;
+    }
+    return { jobId, job, stream, speaker };
+  }
+
+  /**
+   * The client went away: remove the job if it is still waiting, otherwise flag it and tell the worker holding
+   * it to abort (engine and encoder processes are killed).
+   */
+  async cancel(engine: string, jobId: string): Promise<void> {
+    await this.#redis
+      .multi()
+      .set(this.#keys.cancelFlag(jobId), '1', 'EX', 3600)
+      .publish(this.#keys.cancelChannel(), jobId)
+      .exec();
+    try {
+      await this.queue(engine).remove(jobId);
+    } catch {
+      // active jobs cannot be removed; the worker aborts them on the cancel message
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
+  }
+}

@@ -1,0 +1,64 @@
+import { PassThrough } from 'node:stream';
+import ffmpeg from 'fluent-ffmpeg';
+
+/**
+ * One ffmpeg process with piped stdin/stdout, started at construction (so a pool can hold it warm, waiting on
+ * stdin). The only module that touches fluent-ffmpeg: upstream is archived, keep it replaceable.
+ */
+export class FfmpegProcess {
+  readonly #input = new PassThrough({ highWaterMark: 64 * 1024 });
+  readonly #output = new PassThrough({ highWaterMark: 64 * 1024 });
+  readonly #command: ffmpeg.FfmpegCommand;
+  readonly done: Promise<void>;
+  #failure: Error | undefined;
+  #destroyed = false;
+
+  constructor(inputArgs: string[], outputArgs: string[]) {
+    this.#command = ffmpeg({ logger: undefined })
+      .input(this.#input)
+      .inputOptions(inputArgs)
+      .outputOptions(['-nostdin', '-hide_banner', '-loglevel', 'error', ...outputArgs]);
+    this.done = new Promise<void>((resolve, reject) => {
+      this.#command.once('end', () => resolve());
+      this.#command.once('error', (err: Error, _stdout: string, stderr: string) => {
+        this.#failure = this.#destroyed ? new Error('ffmpeg stopped') : new Error(`ffmpeg: ${err.message} ${stderr ?? ''}`.trim());
+        reject(this.#failure);
+      });
+    });
+    this.done.catch(() => {});
+    this.#input.on('error', () => {}); // EPIPE after ffmpeg died surfaces through `done`
+    this.#command.pipe(this.#output, { end: true });
+  }
+
+  get output(): PassThrough {
+    return this.#output;
+  }
+
+  get failed(): boolean {
+    return this.#failure !== undefined;
+  }
+
+  async write(data: Buffer): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    if (this.#input.write(data)) return;
+    await Promise.race([new Promise<void>((r) => this.#input.once('drain', r)), this.done]);
+    if (this.#failure) throw this.#failure;
+  }
+
+  /** Ends stdin and waits for ffmpeg to exit and its output to be consumed. */
+  async end(): Promise<void> {
+    this.#input.end();
+    const outputEnded = this.#output.readableEnded
+      ? Promise.resolve()
+      : new Promise<void>((r) => this.#output.once('end', r));
+    await this.done;
+    await outputEnded;
+  }
+
+  kill(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#command.kill('SIGKILL');
+    this.#input.destroy();
+  }
+}

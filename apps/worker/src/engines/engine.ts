@@ -1,0 +1,33 @@
+import type { Preset, Speaker } from '@chorus/shared';
+
+export interface SynthesisInput {
+  /** One segment of the request's text (the pipeline splits the input). */
+  text: string;
+  speaker: Speaker;
+  /** The part of the requested speed the engine should apply itself (within its speedRange). */
+  speed: number;
+  lang?: string;
+  instructions?: string;
+  seed?: number;
+  temperature?: number;
+  preset?: Preset;
+}
+
+/**
+ * A TTS engine: text in, 16-bit mono PCM at `sampleRate` out, as it is produced. Engines must stop promptly
+ * (killing any child process) when `signal` aborts, and must never pass user text on a command line.
+ */
+export interface TtsEngine {
+  readonly id: string;
+  readonly sampleRate: number;
+  /** Speeds the engine applies natively; the pipeline time-stretches the remainder. */
+  readonly speedRange: readonly [min: number, max: number];
+  synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer>;
+  /** Optional start-up check (binary present, model loadable); throws with a clear message. */
+  init?(): Promise<void>;
+  close?(): Promise<void>;
+}
+
+export class EngineError extends Error {
+  override readonly name = 'EngineError';
+}

@@ -1,0 +1,117 @@
+import { spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { EngineError, type SynthesisInput, type TtsEngine } from './engine.ts';
+import { parseWavHeader } from '../audio/wav.ts';
+
+const execFileAsync = promisify(execFile);
+
+const DEFAULT_RATE_WPM = 175;
+const MIN_RATE_WPM = 80;
+/** espeak-ng goes past 450 wpm with its sonic speed-up; 700 ≈ 4× the default rate. */
+const MAX_RATE_WPM = 700;
+const SAMPLE_RATE = 22_050;
+
+/**
+ * espeak-ng through its Debian CLI. User text goes to stdin, never argv; SSML (`-m`) stays off, and `[[`
+ * (espeak's inline phoneme syntax) is broken up so text is always read as text. argv holds only validated
+ * values: the voice name (a strict pattern from the voices file), and numbers.
+ */
+export class EspeakEngine implements TtsEngine {
+  readonly id = 'espeak';
+  readonly sampleRate = SAMPLE_RATE;
+  readonly speedRange = [MIN_RATE_WPM / DEFAULT_RATE_WPM, MAX_RATE_WPM / DEFAULT_RATE_WPM] as const;
+  readonly #binary: string;
+  #languages = new Set<string>();
+
+  constructor(binary = 'espeak-ng') {
+    this.#binary = binary;
+  }
+
+  async init(): Promise<void> {
+    let stdout: string;
+    try {
+      ({ stdout } = await execFileAsync(this.#binary, ['--voices']));
+    } catch (err) {
+      throw new EngineError(`espeak-ng not usable (${(err as Error).message}); install the espeak-ng package`);
+    }
+    // Columns: Pty Language Age/Gender VoiceName File Other
+    for (const line of stdout.split('\n').slice(1)) {
+      const lang = line.trim().split(/\s+/)[1];
+      if (lang) this.#languages.add(lang.toLowerCase());
+    }
+  }
+
+  args(input: SynthesisInput): string[] {
+    const base = input.speaker.voice ?? 'en-us';
+    let [language, variant] = base.split('+') as [string, string | undefined];
+    if (input.lang) {
+      const wanted = input.lang.toLowerCase().replace('_', '-');
+      if (this.#languages.has(wanted)) language = wanted;
+      else if (this.#languages.has(wanted.split('-')[0]!)) language = wanted.split('-')[0]!;
+    }
+    if (input.preset?.variant) variant = input.preset.variant;
+    const voice = variant ? `${language}+${variant}` : language;
+    if (!/^[A-Za-z0-9_-]+(\+[A-Za-z0-9_-]+)?$/.test(voice)) throw new EngineError(`invalid espeak voice ${voice}`);
+    const rate = Math.round(Math.min(MAX_RATE_WPM, Math.max(MIN_RATE_WPM, DEFAULT_RATE_WPM * input.speed)));
+    const args = ['--stdout', '-b', '1', '-v', voice, '-s', String(rate)];
+    const pitch = input.preset?.pitch ?? input.speaker.pitch;
+    if (pitch !== undefined) args.push('-p', String(Math.round(pitch)));
+    return args;
+  }
+
+  async *synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer> {
+    signal.throwIfAborted();
+    const child = spawn(this.#binary, this.args(input), { stdio: ['pipe', 'pipe', 'pipe'], signal });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
+    const exited = new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (code) => resolve(code));
+    });
+    exited.catch(() => {}); // observed below; avoid an unhandled rejection if the consumer stops early
+    child.stdin.on('error', () => {}); // EPIPE when espeak exits early is reported through its exit code
+    child.stdin.end(sanitize(input.text), 'utf8');
+
+    try {
+      let header: Buffer | undefined = Buffer.alloc(0);
+      let odd: Buffer | undefined;
+      for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+        let data = chunk;
+        if (header) {
+          header = Buffer.concat([header, data]);
+          const fmt = parseWavHeader(header);
+          if (!fmt) continue;
+          if (fmt.sampleRate !== SAMPLE_RATE || fmt.bitsPerSample !== 16 || fmt.channels !== 1) {
+            throw new EngineError(`unexpected espeak-ng output format ${JSON.stringify(fmt)}`);
+          }
+          data = header.subarray(fmt.dataOffset);
+          header = undefined;
+        }
+        if (odd) {
+          data = Buffer.concat([odd, data]);
+          odd = undefined;
+        }
+        if (data.length & 1) {
+          odd = data.subarray(data.length - 1);
+          data = data.subarray(0, data.length - 1);
+        }
+        if (data.length > 0) yield data;
+      }
+      const code = await exited;
+      if (code !== 0) throw new EngineError(`espeak-ng exited with ${code}: ${stderr.trim()}`);
+    } finally {
+      if (child.exitCode === null && !child.killed) child.kill('SIGKILL');
+    }
+  }
+}
+
+/** Keeps user text plain text for espeak-ng: no inline phoneme input, no control characters. */
+export function sanitize(text: string): string {
+  return (
+    text
+      .replace(/\[\[/g, '[ [')
+      // eslint-disable-next-line no-control-regex
+      .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, ' ') + '\n'
+  );
+}

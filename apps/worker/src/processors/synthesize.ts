@@ -1,0 +1,142 @@
+import type { Redis } from 'ioredis';
+import { UnrecoverableError, type Job } from 'bullmq';
+import type { Logger } from 'pino';
+import {
+  ChorusError, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, TtsJob, type TtsJobResult,
+} from '@chorus/shared';
+import type { TtsEngine } from '../engines/engine.ts';
+import type { EncoderPool } from '../encoders/encoder-pool.ts';
+import { TempoStage } from '../encoders/tempo-stage.ts';
+import { Resampler } from '../audio/resampler.ts';
+import { segmentText } from '../audio/segmenter.ts';
+import { readStreamPosition, StreamWriter } from '../stream/stream-writer.ts';
+import type { WorkerMetrics } from '../metrics.ts';
+
+export interface SynthesizeDeps {
+  redis: Redis;
+  engines: ReadonlyMap<string, TtsEngine>;
+  encoders: EncoderPool;
+  streamTtlS: number;
+  logger: Logger;
+  metrics: WorkerMetrics;
+  /** True when the job's cancel flag is set (client went away before we started). */
+  isCancelled(jobId: string): Promise<boolean>;
+}
+
+const resamplers = new Map<number, Resampler>();
+function resamplerFor(rate: number): Resampler {
+  let r = resamplers.get(rate);
+  if (!r) resamplers.set(rate, (r = new Resampler(rate, OUTPUT_SAMPLE_RATE)));
+  return r;
+}
+
+/**
+ * The `synthesize` processor: text → segments → engine PCM → 24 kHz → (tempo) → encoder → stream records.
+ * Failures are published on the stream as an `error` record (the client is already listening) and end the job
+ * without retry; a crashed worker's job is picked up by stall recovery and resumes at the stream's byte offset.
+ */
+export function createSynthesizeProcessor(deps: SynthesizeDeps) {
+  return async function synthesize(job: Job, _token?: string, signal?: AbortSignal): Promise<TtsJobResult> {
+    const parsed = TtsJob.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError(`invalid job payload: ${parsed.error.issues[0]?.message}`);
+    const data = parsed.data;
+    const log = deps.logger.child({ jobId: job.id, reqId: data.requestId, engine: data.engine });
+    const abort = signal ?? new AbortController().signal;
+
+    const position = await readStreamPosition(deps.redis, data.streamKey);
+    if (position.finished) {
+      log.info('stream already finished; duplicate delivery ignored');
+      return { bytes: position.bytes, durationS: 0, chars: data.text.length, chunks: 0 };
+    }
+    const writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position);
+    if (position.seq > 0) {
+      log.warn({ seq: position.seq, bytes: position.bytes }, 'resuming a stream left by an earlier attempt');
+      deps.metrics.jobs.inc({ status: 'retried', engine: data.engine });
+    }
+
+    if (await deps.isCancelled(job.id!)) {
+      await writer.fail('cancelled', 'request cancelled by the client');
+      deps.metrics.jobs.inc({ status: 'cancelled', engine: data.engine });
+      throw new UnrecoverableError('cancelled before start');
+    }
+
+    const engine = deps.engines.get(data.engine);
+    if (!engine) {
+      await writer.fail('model_unavailable', `engine ${data.engine} is not served by this worker`);
+      throw new UnrecoverableError(`engine ${data.engine} not served here`);
+    }
+
+    const started = Date.now();
+    deps.metrics.queueWait.observe({ engine: data.engine }, Math.max(0, started - data.enqueuedAt) / 1000);
+    deps.metrics.busy.inc();
+    const encoder = deps.encoders.acquire(data.format);
+    encoder.attach((chunk) => writer.push(chunk));
+    const [minSpeed, maxSpeed] = engine.speedRange;
+    const engineSpeed = Math.min(maxSpeed, Math.max(minSpeed, data.speed));
+    const residualTempo = data.speed / engineSpeed;
+    const tempo =
+      Math.abs(residualTempo - 1) > 1e-3
+        ? new TempoStage(residualTempo, (pcm) => {
+            tempoOutBytes += pcm.length;
+            void encoder.write(pcm).catch(() => {});
+          })
+        : undefined;
+    let pcmBytes = 0;
+    let tempoOutBytes = 0;
+    const onAbort = () => {
+      tempo?.destroy();
+      encoder.destroy();
+    };
+    abort.addEventListener('abort', onAbort, { once: true });
+
+    try {
+      const resampler = resamplerFor(engine.sampleRate);
+      for (const segment of segmentText(data.text)) {
+        abort.throwIfAborted();
+        const parts: Buffer[] = [];
+        for await (const pcm of engine.synthesize(
+          {
+            text: segment, speaker: data.speaker, speed: engineSpeed, lang: data.lang,
+            instructions: data.instructions, seed: data.seed, temperature: data.temperature,
+            preset: data.preset?.values,
+          },
+          abort,
+        )) {
+          parts.push(pcm);
+        }
+        const pcm24 = resampler.process(Buffer.concat(parts));
+        pcmBytes += pcm24.length;
+        if (tempo) await tempo.write(pcm24);
+        else await encoder.write(pcm24);
+      }
+      if (tempo) {
+        await tempo.finish();
+      }
+      await encoder.finish();
+      await writer.drain();
+      abort.throwIfAborted();
+      // After a tempo stage the audio is shorter or longer than what the engine made.
+      const durationS = (tempo ? tempoOutBytes : pcmBytes) / OUTPUT_BYTES_PER_SAMPLE / OUTPUT_SAMPLE_RATE;
+      await writer.end({ durationS, chars: data.text.length });
+
+      const elapsedS = (Date.now() - started) / 1000;
+      deps.metrics.observeSynthesis(data, elapsedS, durationS, writer.firstChunkAt ? (writer.firstChunkAt - started) / 1000 : undefined);
+      log.info({ bytes: writer.bytes, durationS, chunks: writer.chunks, elapsedS }, 'job completed');
+      return { bytes: writer.bytes, durationS, chars: data.text.length, chunks: writer.chunks };
+    } catch (err) {
+      onAbort();
+      const cancelled = abort.aborted;
+      const e = err instanceof ChorusError ? err : undefined;
+      const code = cancelled ? 'cancelled' : (e?.code ?? 'engine_error');
+      const message = cancelled ? 'request cancelled' : (err as Error).message;
+      await writer.fail(code, message).catch((failErr: unknown) => log.error({ err: failErr }, 'could not publish error record'));
+      deps.metrics.jobs.inc({ status: cancelled ? 'cancelled' : 'failed', engine: data.engine });
+      if (cancelled) log.info('job cancelled');
+      else log.warn({ err: (err as Error).message }, 'job failed');
+      throw new UnrecoverableError(message);
+    } finally {
+      abort.removeEventListener('abort', onAbort);
+      deps.metrics.busy.dec();
+    }
+  };
+}

@@ -1,0 +1,132 @@
+import type { Redis } from 'ioredis';
+import { decodeRecord, encodeRecord, type StreamRecord } from '@chorus/shared/stream-protocol';
+
+/** Audio records above this size are split, so one XADD never carries megabytes. */
+const MAX_RECORD_BYTES = 256 * 1024;
+
+export interface StreamPosition {
+  /** Next sequence number to write. */
+  seq: number;
+  /** Bytes of the container already on the stream. */
+  bytes: number;
+  /** A terminal record is already there: the job finished before (a duplicate delivery). */
+  finished: boolean;
+}
+
+/** Where a (possibly crashed) earlier attempt left the stream. */
+export async function readStreamPosition(redis: Redis, key: string): Promise<StreamPosition> {
+  const last = await redis.xrevrangeBuffer(key, '+', '-', 'COUNT', 1);
+  const entry = last[0];
+  if (!entry) return { seq: 0, bytes: 0, finished: false };
+  const record = decodeRecord(entry[1]);
+  if (record.type === 'audio') {
+    return { seq: record.seq + 1, bytes: record.offset + record.data.length, finished: false };
+  }
+  return { seq: record.seq + 1, bytes: record.type === 'end' ? record.bytes : 0, finished: true };
+}
+
+/**
+ * Publishes one job's container bytes to its stream. Bytes below `skipBytes` were published by an earlier
+ * attempt and are dropped. While one XADD is in flight, new bytes accumulate and go out together in the next,
+ * so the first bytes leave at once and a fast encoder does not cost one round trip per packet.
+ */
+export class StreamWriter {
+  readonly #redis: Redis;
+  readonly #key: string;
+  readonly #ttlS: number;
+  #seq: number;
+  #offset: number;
+  #skip: number;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  #inFlight: Promise<void> | undefined;
+  #error: Error | undefined;
+  /** Container bytes produced by this attempt, including skipped ones. */
+  producedBytes = 0;
+  chunks = 0;
+  firstChunkAt: number | undefined;
+
+  constructor(redis: Redis, key: string, ttlS: number, position: StreamPosition) {
+    this.#redis = redis;
+    this.#key = key;
+    this.#ttlS = ttlS;
+    this.#seq = position.seq;
+    this.#offset = position.bytes;
+    this.#skip = position.bytes;
+  }
+
+  /** Queue bytes for publishing; never blocks the encoder. */
+  push(chunk: Buffer): void {
+    this.producedBytes += chunk.length;
+    let data = chunk;
+    if (this.#skip > 0) {
+      const drop = Math.min(this.#skip, data.length);
+      this.#skip -= drop;
+      data = data.subarray(drop);
+    }
+    if (data.length === 0) return;
+    this.#pending.push(data);
+    this.#pendingBytes += data.length;
+    if (!this.#inFlight) this.#inFlight = this.#flushLoop();
+  }
+
+  async #flushLoop(): Promise<void> {
+    try {
+      while (this.#pending.length > 0) {
+        const all = Buffer.concat(this.#pending, this.#pendingBytes);
+        this.#pending = [];
+        this.#pendingBytes = 0;
+        for (let at = 0; at < all.length; at += MAX_RECORD_BYTES) {
+          const data = all.subarray(at, at + MAX_RECORD_BYTES);
+          await this.#append({ type: 'audio', seq: this.#seq, offset: this.#offset, data });
+          this.#seq += 1;
+          this.#offset += data.length;
+          this.chunks += 1;
+          this.firstChunkAt ??= Date.now();
+        }
+      }
+    } catch (err) {
+      this.#error = err as Error;
+    } finally {
+      this.#inFlight = undefined;
+    }
+  }
+
+  /** Waits until everything pushed so far is on the stream. */
+  async drain(): Promise<void> {
+    while (this.#inFlight) await this.#inFlight;
+    if (this.#error) throw this.#error;
+  }
+
+  async end(info: { durationS: number; chars: number }): Promise<void> {
+    await this.drain();
+    await this.#append({ type: 'end', seq: this.#seq++, bytes: this.#offset, durationS: info.durationS, chars: info.chars });
+  }
+
+  async fail(code: string, message: string): Promise<void> {
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    try {
+      await this.drain();
+    } catch {
+      // the error record matters more than the audio that failed to go out
+    }
+    await this.#append({ type: 'error', seq: this.#seq++, code, message });
+  }
+
+  get bytes(): number {
+    return this.#offset;
+  }
+
+  async #append(record: StreamRecord): Promise<void> {
+    await this.#redis
+      .multi()
+      .xadd(this.#key, '*', ...encodeRecord(record))
+      .expire(this.#key, this.#ttlS)
+      .exec()
+      .then((res) => {
+        const failed = res?.find(([err]) => err);
+        if (failed) throw failed[0];
+      });
+  }
+}

@@ -1,0 +1,159 @@
+import { z } from 'zod';
+
+/*
+ * Configuration schemas for both apps (SPEC §6). Nothing here reads process.env at import time: each app calls
+ * loadApiConfig / loadWorkerConfig once at start and passes the result down. A bad value stops the process with a
+ * message naming the variable.
+ */
+
+const BoolEnv = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const IntEnv = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const ListEnv = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+
+const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+const HostPort = z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port');
+
+/** Variables both apps read. */
+const CommonEnv = z.object({
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  /** Comma list of host:port; when set, REDIS_URL only supplies password/db and Sentinel finds the master. */
+  REDIS_SENTINELS: ListEnv.pipe(z.array(HostPort)).optional(),
+  REDIS_SENTINEL_NAME: z.string().min(1).default('mymaster'),
+  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only').default('chorus'),
+  LOG_LEVEL: LogLevel.default('info'),
+  /** JSON voices file (SPEC §4); unset = the defaults shipped in config/voices.json. */
+  VOICES_FILE: z.string().min(1).optional(),
+  VOICES_DIR: z.string().min(1).optional(),
+  /** `alias=engine` comma list; merged over the defaults (all OpenAI model names → espeak). */
+  MODEL_ALIASES: z.string().optional(),
+  /** How long a job's audio stream stays readable after its last chunk (replay, resume). */
+  STREAM_TTL_S: IntEnv(10, 7 * 24 * 3600).default(900),
+});
+
+const ApiEnv = CommonEnv.extend({
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PORT: IntEnv(0, 65535).default(8000),
+  API_KEYS: ListEnv.optional(),
+  ADMIN_API_KEY: z.string().min(1).optional(),
+  CORS_ORIGINS: ListEnv.optional(),
+  MAX_INPUT_CHARS: IntEnv(1, 1_000_000).default(4096),
+  MAX_QUEUE_DEPTH: IntEnv(1, 10_000_000).default(1000),
+  RATE_LIMIT_PER_MIN: IntEnv(0, 10_000_000).default(0),
+  QUEUE_TIMEOUT_S: IntEnv(1, 3600).default(30),
+  PUBLIC_DISCOVERY: BoolEnv.default(true),
+  DATA_DIR: z.string().min(1).default('./data'),
+  BODY_LIMIT_BYTES: IntEnv(1024, 1 << 30).default(1 << 20),
+  SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),
+});
+
+const WorkerEnv = CommonEnv.extend({
+  ENGINES: ListEnv.pipe(z.array(z.string().regex(/^[a-z0-9-]+$/)).min(1)).default(['espeak']),
+  WORKER_CONCURRENCY: IntEnv(1, 256).default(2),
+  MODELS_DIR: z.string().min(1).default('./models'),
+  EXECUTION_PROVIDERS: ListEnv.default(['cpu']),
+  METRICS_PORT: IntEnv(0, 65535).default(0),
+  METRICS_HOST: z.string().min(1).default('0.0.0.0'),
+  /** BullMQ lock: a worker that stops renewing it (crash) loses the job after about this long. */
+  LOCK_DURATION_MS: IntEnv(1000, 600_000).default(6000),
+  STALLED_INTERVAL_MS: IntEnv(500, 600_000).default(3000),
+  /** A job whose processing starts more often than this (it keeps crashing workers) fails. */
+  MAX_STARTED_ATTEMPTS: IntEnv(1, 100).default(3),
+  HEARTBEAT_INTERVAL_MS: IntEnv(200, 60_000).default(2000),
+  /** Warm ffmpeg encoders kept ready per format (removes ~65 ms of process start from first audio). */
+  ENCODER_POOL_SIZE: IntEnv(0, 64).default(1),
+  SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),
+  WORKER_ID: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
+});
+
+export interface RedisConfig {
+  url: string;
+  sentinels: { host: string; port: number }[] | undefined;
+  sentinelName: string;
+  prefix: string;
+}
+
+function redisConfig(env: z.infer<typeof CommonEnv>): RedisConfig {
+  return {
+    url: env.REDIS_URL,
+    sentinels: env.REDIS_SENTINELS?.map((hp) => {
+      const [host, port] = hp.split(':');
+      return { host: host!, port: Number(port) };
+    }),
+    sentinelName: env.REDIS_SENTINEL_NAME,
+    prefix: env.REDIS_PREFIX,
+  };
+}
+
+function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
+  // Empty strings mean "unset" (compose files and shells produce them).
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = schema.safeParse(cleaned);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(env)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return result.data;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
+  const e = parseEnv(ApiEnv, env);
+  return {
+    redis: redisConfig(e),
+    logLevel: e.LOG_LEVEL,
+    voicesFile: e.VOICES_FILE,
+    voicesDir: e.VOICES_DIR,
+    modelAliases: e.MODEL_ALIASES,
+    streamTtlS: e.STREAM_TTL_S,
+    host: e.HOST,
+    port: e.PORT,
+    apiKeys: e.API_KEYS ?? [],
+    adminApiKey: e.ADMIN_API_KEY,
+    corsOrigins: e.CORS_ORIGINS ?? [],
+    maxInputChars: e.MAX_INPUT_CHARS,
+    maxQueueDepth: e.MAX_QUEUE_DEPTH,
+    rateLimitPerMin: e.RATE_LIMIT_PER_MIN,
+    queueTimeoutS: e.QUEUE_TIMEOUT_S,
+    publicDiscovery: e.PUBLIC_DISCOVERY,
+    dataDir: e.DATA_DIR,
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    shutdownGraceS: e.SHUTDOWN_GRACE_S,
+  };
+}
+export type ApiConfig = ReturnType<typeof loadApiConfig>;
+
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
+  const e = parseEnv(WorkerEnv, env);
+  return {
+    redis: redisConfig(e),
+    logLevel: e.LOG_LEVEL,
+    voicesFile: e.VOICES_FILE,
+    voicesDir: e.VOICES_DIR,
+    modelAliases: e.MODEL_ALIASES,
+    streamTtlS: e.STREAM_TTL_S,
+    engines: e.ENGINES,
+    concurrency: e.WORKER_CONCURRENCY,
+    modelsDir: e.MODELS_DIR,
+    executionProviders: e.EXECUTION_PROVIDERS,
+    metricsPort: e.METRICS_PORT,
+    metricsHost: e.METRICS_HOST,
+    lockDurationMs: e.LOCK_DURATION_MS,
+    stalledIntervalMs: e.STALLED_INTERVAL_MS,
+    maxStartedAttempts: e.MAX_STARTED_ATTEMPTS,
+    heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
+    encoderPoolSize: e.ENCODER_POOL_SIZE,
+    shutdownGraceS: e.SHUTDOWN_GRACE_S,
+    workerId: e.WORKER_ID,
+  };
+}
+export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;

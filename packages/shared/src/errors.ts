@@ -1,0 +1,93 @@
+/**
+ * The one error catalogue. Every failure a client can see is an entry here: the HTTP status, OpenAI's `type`
+ * and `code`, and our own `TTS_ERR_*` name (what logs and metrics use). The API renders them with
+ * {@link errorEnvelope}; the worker publishes them on the job's stream as a terminal `error` record.
+ */
+
+export type ErrorType = 'invalid_request_error' | 'rate_limit_error' | 'server_error';
+
+export interface ErrorSpec {
+  status: number;
+  type: ErrorType;
+  code: string;
+}
+
+export const ERRORS = {
+  TTS_ERR_VALIDATION: { status: 400, type: 'invalid_request_error', code: 'invalid_value' },
+  TTS_ERR_INPUT_TOO_LONG: { status: 400, type: 'invalid_request_error', code: 'string_too_long' },
+  TTS_ERR_MISSING_FIELD: { status: 400, type: 'invalid_request_error', code: 'missing_required_parameter' },
+  TTS_ERR_INVALID_TYPE: { status: 400, type: 'invalid_request_error', code: 'invalid_type' },
+  TTS_ERR_VOICE_UNKNOWN: { status: 400, type: 'invalid_request_error', code: 'invalid_value' },
+  TTS_ERR_INVALID_JSON: { status: 400, type: 'invalid_request_error', code: 'invalid_json' },
+  TTS_ERR_AUTH: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  TTS_ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
+  TTS_ERR_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'not_found' },
+  TTS_ERR_METHOD_NOT_ALLOWED: { status: 405, type: 'invalid_request_error', code: 'method_not_allowed' },
+  TTS_ERR_PAYLOAD_TOO_LARGE: { status: 413, type: 'invalid_request_error', code: 'payload_too_large' },
+  TTS_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
+  TTS_ERR_RATE_LIMITED: { status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded' },
+  TTS_ERR_QUEUE_FULL: { status: 429, type: 'rate_limit_error', code: 'queue_full' },
+  TTS_ERR_INTERNAL: { status: 500, type: 'server_error', code: 'internal_error' },
+  TTS_ERR_ENGINE_FAILED: { status: 500, type: 'server_error', code: 'engine_error' },
+  TTS_ERR_MODEL_UNAVAILABLE: { status: 503, type: 'server_error', code: 'model_unavailable' },
+  TTS_ERR_BACKEND_UNAVAILABLE: { status: 503, type: 'server_error', code: 'backend_unavailable' },
+  TTS_ERR_QUEUE_TIMEOUT: { status: 503, type: 'server_error', code: 'queue_timeout' },
+  TTS_ERR_CANCELLED: { status: 499, type: 'invalid_request_error', code: 'cancelled' },
+  TTS_ERR_SHUTTING_DOWN: { status: 503, type: 'server_error', code: 'shutting_down' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorName = keyof typeof ERRORS;
+
+export interface ErrorEnvelope {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export interface ChorusErrorOptions {
+  param?: string | null;
+  cause?: unknown;
+  /** Seconds a client should wait before retrying (429/503). */
+  retryAfterS?: number;
+}
+
+/** A failure with a place in {@link ERRORS}; anything else is rendered as `TTS_ERR_INTERNAL`. */
+export class ChorusError extends Error {
+  override readonly name = 'ChorusError';
+  readonly errorName: ErrorName;
+  readonly status: number;
+  readonly type: ErrorType;
+  readonly code: string;
+  readonly param: string | null;
+  readonly retryAfterS: number | undefined;
+
+  constructor(errorName: ErrorName, message: string, options: ChorusErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    const spec: ErrorSpec = ERRORS[errorName];
+    this.errorName = errorName;
+    this.status = spec.status;
+    this.type = spec.type;
+    this.code = spec.code;
+    this.param = options.param ?? null;
+    this.retryAfterS = options.retryAfterS;
+  }
+
+  toEnvelope(): ErrorEnvelope {
+    return errorEnvelope(this.message, this.type, this.code, this.param);
+  }
+}
+
+export function errorEnvelope(
+  message: string,
+  type: string,
+  code: string | null,
+  param: string | null = null,
+): ErrorEnvelope {
+  return { error: { message, type, param, code } };
+}
+
+/** Finds the catalogue entry whose OpenAI `code` matches (used when an error crosses Redis as a code). */
+export function errorNameForCode(code: string): ErrorName {
+  for (const [name, spec] of Object.entries(ERRORS) as [ErrorName, ErrorSpec][]) {
+    if (spec.code === code) return name;
+  }
+  return 'TTS_ERR_INTERNAL';
+}

@@ -1,0 +1,13 @@
+import { randomBytes } from 'node:crypto';
+
+/** `req_<32 hex>`: the request id every response carries and every log line of the request repeats. */
+export function newRequestId(): string {
+  return `req_${randomBytes(16).toString('hex')}`;
+}
+
+/** BullMQ job ids may not contain `:` nor be all digits; the `tts_` prefix guarantees both. */
+export function newJobId(): string {
+  return `tts_${randomBytes(12).toString('hex')}`;
+}
+
+export const JOB_ID_PATTERN = /^tts_[0-9a-f]{24}$/;

@@ -1,0 +1,56 @@
+/**
+ * The only place that builds Redis key strings. Shapes (`{prefix}` from REDIS_PREFIX, default `chorus`):
+ *
+ *   {prefix}:audio:{<relay>}:<jobId>   stream  audio chunks + one terminal record of a job; TTL STREAM_TTL_S
+ *   {prefix}:wake:{<relay>}            stream  MAXLEN 1; XADDed by an API process to wake its own shared reader
+ *   {prefix}:cancel:<jobId>            string  cancel flag a worker checks before and while running a job; TTL
+ *   {prefix}:cancel                    pubsub  job ids to cancel, for the worker holding the job
+ *   {prefix}:workers                   zset    workerId -> heartbeat expiry (ms since epoch)
+ *   {prefix}:worker:<workerId>         string  JSON WorkerInfo; TTL = heartbeat TTL
+ *   {prefix}:jobmeta:<jobId>           hash    status/timestamps of a job for GET /api/jobs/{id}; TTL
+ *   BullMQ queues use the prefix `{<prefix>}` (hash-tagged so a queue's keys share a Cluster slot).
+ *
+ * `<relay>` is the id of the API process relaying the job. Its audio streams and its wake stream share that hash
+ * tag, so the one XREAD that reads them all stays within one Cluster slot.
+ */
+export class RedisKeys {
+  readonly prefix: string;
+
+  constructor(prefix: string) {
+    if (prefix.includes('{') || prefix.includes('}')) throw new Error('REDIS_PREFIX must not contain braces');
+    this.prefix = prefix;
+  }
+
+  audioStream(relayId: string, jobId: string): string {
+    return `${this.prefix}:audio:{${relayId}}:${jobId}`;
+  }
+
+  wakeStream(relayId: string): string {
+    return `${this.prefix}:wake:{${relayId}}`;
+  }
+
+  cancelFlag(jobId: string): string {
+    return `${this.prefix}:cancel:${jobId}`;
+  }
+
+  cancelChannel(): string {
+    return `${this.prefix}:cancel`;
+  }
+
+  workers(): string {
+    return `${this.prefix}:workers`;
+  }
+
+  worker(workerId: string): string {
+    return `${this.prefix}:worker:${workerId}`;
+  }
+
+  jobMeta(jobId: string): string {
+    return `${this.prefix}:jobmeta:${jobId}`;
+  }
+
+  /** BullMQ's own `prefix` option. */
+  bullPrefix(): string {
+    return `{${this.prefix}}`;
+  }
+}

@@ -1,0 +1,45 @@
+import { z } from 'zod';
+import { AudioFormat } from '../audio-formats.ts';
+import { Preset, Speaker } from '../voices.ts';
+
+/**
+ * The payload of a `synthesize` job. Jobs outlive deploys: add new fields as optional, never repurpose one.
+ * Everything a worker needs travels here (resolved speaker, preset values), so workers do no lookups.
+ */
+export const TtsJob = z.object({
+  v: z.literal(1),
+  requestId: z.string(),
+  /** The Redis Stream this job publishes to; built by the API with RedisKeys.audioStream. */
+  streamKey: z.string().min(1),
+  /** Engine id (the queue is derived from it). */
+  engine: z.string(),
+  /** The model name as the client sent it (for metrics and logs). */
+  model: z.string(),
+  text: z.string().min(1),
+  speaker: Speaker,
+  format: AudioFormat,
+  speed: z.number().min(0.25).max(4),
+  lang: z.string().optional(),
+  instructions: z.string().optional(),
+  seed: z.number().int().optional(),
+  temperature: z.number().optional(),
+  /** Preset name and its values, resolved by the API. */
+  preset: z.object({ name: z.string(), values: Preset }).optional(),
+  /** Which route asked (metrics label). */
+  route: z.string().default('speech'),
+  /** realtime work runs ahead of batch items. */
+  priority: z.enum(['realtime', 'batch']).default('realtime'),
+  enqueuedAt: z.number(),
+});
+export type TtsJob = z.infer<typeof TtsJob>;
+/** What the API builds; defaults applied by the schema may be omitted. */
+export type TtsJobInput = z.input<typeof TtsJob>;
+
+/** What a completed job returns to BullMQ (kept while the job is retained). */
+export const TtsJobResult = z.object({
+  bytes: z.number().int(),
+  durationS: z.number(),
+  chars: z.number().int(),
+  chunks: z.number().int(),
+});
+export type TtsJobResult = z.infer<typeof TtsJobResult>;

@@ -1,0 +1,48 @@
+import type { z } from 'zod';
+import { ChorusError } from './errors.ts';
+
+/**
+ * Turns the first zod issue into the OpenAI-style 400 a client sees: `param` is the field's path
+ * (`voice.id`), `code` tells missing from wrong-typed from out-of-range.
+ */
+export function validationError(error: z.ZodError, paramPrefix = ''): ChorusError {
+  const issue = error.issues[0];
+  if (!issue) return new ChorusError('TTS_ERR_VALIDATION', 'invalid request');
+  const param = paramPrefix + (issue.path.map(String).join('.') || '') || null;
+  const field = param ?? 'body';
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
+    return new ChorusError('TTS_ERR_MISSING_FIELD', `Missing required parameter: '${field}'.`, { param });
+  }
+  if (issue.code === 'invalid_type') {
+    return new ChorusError('TTS_ERR_INVALID_TYPE', `Invalid type for '${field}': expected ${issue.expected}.`, {
+      param,
+    });
+  }
+  if (issue.code === 'too_big' && issue.origin === 'string') {
+    return new ChorusError(
+      'TTS_ERR_INPUT_TOO_LONG',
+      `'${field}' is too long: at most ${String(issue.maximum)} characters.`,
+      { param },
+    );
+  }
+  if (issue.code === 'too_big' || issue.code === 'too_small') {
+    const bound = issue.code === 'too_big' ? `<= ${String(issue.maximum)}` : `>= ${String(issue.minimum)}`;
+    const what = issue.origin === 'string' ? 'length must be' : 'must be';
+    return new ChorusError('TTS_ERR_VALIDATION', `Invalid '${field}': ${what} ${bound}.`, { param });
+  }
+  if (issue.code === 'invalid_value') {
+    return new ChorusError(
+      'TTS_ERR_VALIDATION',
+      `Invalid '${field}': expected one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}.`,
+      { param },
+    );
+  }
+  return new ChorusError('TTS_ERR_VALIDATION', `Invalid '${field}': ${issue.message}`, { param });
+}
+
+/** Parses or throws the 400. */
+export function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, paramPrefix = ''): z.infer<T> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw validationError(result.error, paramPrefix);
+  return result.data;
+}

@@ -1,0 +1,153 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+
+/** OpenAI's voice names; every one resolves, to its mapped speaker or else to the default speaker. */
+export const OPENAI_VOICES = [
+  'alloy', 'ash', 'ballad', 'coral', 'echo', 'fable', 'onyx',
+  'nova', 'sage', 'shimmer', 'verse', 'marin', 'cedar',
+] as const;
+
+export const DEFAULT_VOICES_FILE = fileURLToPath(new URL('../data/voices.json', import.meta.url));
+
+const SpeakerId = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - only');
+
+/** Engine-native voice name; it reaches an engine's argv, so it is held to a strict shape. */
+const EngineVoice = z.string().regex(/^[A-Za-z0-9_-]{1,40}(\+[A-Za-z0-9_-]{1,40})?$/, 'invalid engine voice name');
+
+export const Preset = z
+  .object({
+    temperature: z.number().min(0).max(2).optional(),
+    speed: z.number().min(0.25).max(4).optional(),
+    /** 0..99, espeak-ng's -p scale (50 = normal). */
+    pitch: z.number().int().min(0).max(99).optional(),
+    /** espeak-ng variant name (e.g. `f3`, `whisper`). */
+    variant: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/).optional(),
+    seed: z.number().int().optional(),
+  })
+  .strict();
+export type Preset = z.infer<typeof Preset>;
+
+const SpeakerEntry = z
+  .object({
+    name: z.string().min(1),
+    engine: z.string().regex(/^[a-z0-9-]+$/),
+    voice: EngineVoice.optional(),
+    language: z.string().min(2).default('en-US'),
+    gender: z.enum(['female', 'male', 'neutral']).optional(),
+    /** Reference audio for cloning engines; a path inside VOICES_DIR. */
+    reference_audio: z.string().min(1).optional(),
+    pitch: z.number().int().min(0).max(99).optional(),
+  })
+  .strict();
+
+/** `openai_voices` accepts `{ "speaker": "id" }` and the seed's bare form `"id"` or `"id.wav"`. */
+const VoiceMapping = z.union([SpeakerId, z.object({ speaker: SpeakerId }).strict()]);
+
+export const VoicesFile = z
+  .object({
+    default_speaker: SpeakerId,
+    speakers: z.record(SpeakerId, SpeakerEntry),
+    openai_voices: z.record(z.string(), VoiceMapping).default({}),
+    presets: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), Preset).default({}),
+  })
+  .superRefine((file, ctx) => {
+    const ids = new Set(Object.keys(file.speakers));
+    if (!ids.has(stripFileSuffix(file.default_speaker))) {
+      ctx.addIssue({ code: 'custom', path: ['default_speaker'], message: `no speaker "${file.default_speaker}"` });
+    }
+    for (const [name, mapping] of Object.entries(file.openai_voices)) {
+      const id = stripFileSuffix(typeof mapping === 'string' ? mapping : mapping.speaker);
+      if (!ids.has(id)) ctx.addIssue({ code: 'custom', path: ['openai_voices', name], message: `no speaker "${id}"` });
+    }
+  });
+export type VoicesFile = z.infer<typeof VoicesFile>;
+
+/** A speaker as jobs carry it: everything a worker needs, no lookups. */
+export const Speaker = z.object({
+  id: SpeakerId,
+  name: z.string(),
+  engine: z.string(),
+  voice: EngineVoice.optional(),
+  language: z.string(),
+  gender: z.enum(['female', 'male', 'neutral']).optional(),
+  referenceAudio: z.string().optional(),
+  pitch: z.number().int().min(0).max(99).optional(),
+});
+export type Speaker = z.infer<typeof Speaker>;
+
+function stripFileSuffix(id: string): string {
+  return id.replace(/\.(wav|mp3|flac|ogg)$/i, '');
+}
+
+export class VoiceCatalog {
+  readonly defaultSpeaker: string;
+  readonly #speakers: Map<string, Speaker>;
+  readonly #openai: Map<string, string>;
+  readonly presets: Readonly<Record<string, Preset>>;
+
+  constructor(file: VoicesFile, voicesDir?: string) {
+    this.defaultSpeaker = stripFileSuffix(file.default_speaker);
+    this.#speakers = new Map();
+    for (const [id, s] of Object.entries(file.speakers)) {
+      let referenceAudio: string | undefined;
+      if (s.reference_audio) {
+        if (!voicesDir) throw new Error(`voices: speakers.${id}.reference_audio needs VOICES_DIR`);
+        const root = path.resolve(voicesDir);
+        referenceAudio = path.resolve(root, s.reference_audio);
+        if (!referenceAudio.startsWith(root + path.sep)) {
+          throw new Error(`voices: speakers.${id}.reference_audio must stay inside VOICES_DIR`);
+        }
+      }
+      this.#speakers.set(id, {
+        id, name: s.name, engine: s.engine, voice: s.voice, language: s.language, gender: s.gender,
+        referenceAudio, pitch: s.pitch,
+      });
+    }
+    this.#openai = new Map();
+    for (const [name, m] of Object.entries(file.openai_voices)) {
+      this.#openai.set(name, stripFileSuffix(typeof m === 'string' ? m : m.speaker));
+    }
+    this.presets = file.presets;
+  }
+
+  static load(file?: string, voicesDir?: string): VoiceCatalog {
+    const source = file ?? DEFAULT_VOICES_FILE;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(source, 'utf8'));
+    } catch (err) {
+      throw new Error(`voices file ${source}: ${(err as Error).message}`);
+    }
+    const parsed = VoicesFile.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new Error(`voices file ${source}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    }
+    return new VoiceCatalog(parsed.data, voicesDir);
+  }
+
+  /** An OpenAI voice name, a speaker id or a file-style speaker name; undefined when none of these. */
+  resolve(voice: string): Speaker | undefined {
+    if ((OPENAI_VOICES as readonly string[]).includes(voice) || this.#openai.has(voice)) {
+      return this.#speakers.get(this.#openai.get(voice) ?? this.defaultSpeaker);
+    }
+    return this.#speakers.get(stripFileSuffix(voice));
+  }
+
+  speakers(): Speaker[] {
+    return [...this.#speakers.values()];
+  }
+
+  /** OpenAI names that resolve to this speaker (explicitly mapped, or unmapped ones for the default). */
+  openaiVoicesFor(speakerId: string): string[] {
+    const names = new Set<string>([...OPENAI_VOICES, ...this.#openai.keys()]);
+    return [...names].filter((n) => (this.#openai.get(n) ?? this.defaultSpeaker) === speakerId);
+  }
+
+  /** Names accepted as `voice`, for error messages. */
+  validVoiceNames(): string[] {
+    return [...new Set([...OPENAI_VOICES, ...this.#openai.keys(), ...this.#speakers.keys()])];
+  }
+}

@@ -1,0 +1,46 @@
+import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import type { RedisKeys } from './keys.ts';
+
+/**
+ * Worker heartbeats. Each worker refreshes its entry every HEARTBEAT_INTERVAL_MS with a TTL of three intervals;
+ * the API reads the live set to list models and to refuse (503) a model no live worker serves.
+ */
+export const WorkerInfo = z.object({
+  id: z.string(),
+  engines: z.array(z.string()),
+  concurrency: z.number().int(),
+  host: z.string(),
+  pid: z.number().int(),
+  startedAt: z.number(),
+  /** Accepting jobs; false while draining for shutdown. */
+  accepting: z.boolean().default(true),
+});
+export type WorkerInfo = z.infer<typeof WorkerInfo>;
+
+export async function publishHeartbeat(redis: Redis, keys: RedisKeys, info: WorkerInfo, ttlMs: number) {
+  const now = Date.now();
+  await redis
+    .multi()
+    .set(keys.worker(info.id), JSON.stringify(info), 'PX', ttlMs)
+    .zadd(keys.workers(), now + ttlMs, info.id)
+    .zremrangebyscore(keys.workers(), '-inf', now)
+    .exec();
+}
+
+export async function removeWorker(redis: Redis, keys: RedisKeys, workerId: string) {
+  await redis.multi().del(keys.worker(workerId)).zrem(keys.workers(), workerId).exec();
+}
+
+export async function liveWorkers(redis: Redis, keys: RedisKeys): Promise<WorkerInfo[]> {
+  const ids = await redis.zrangebyscore(keys.workers(), Date.now(), '+inf');
+  if (ids.length === 0) return [];
+  const raw = await redis.mget(ids.map((id) => keys.worker(id)));
+  const out: WorkerInfo[] = [];
+  for (const value of raw) {
+    if (!value) continue;
+    const parsed = WorkerInfo.safeParse(JSON.parse(value));
+    if (parsed.success) out.push(parsed.data);
+  }
+  return out;
+}
