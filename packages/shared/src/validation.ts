@@ -5,12 +5,12 @@ import { ChorusError } from './errors.ts';
  * Turns the first zod issue into the OpenAI-style 400 a client sees: `param` is the field's path
  * (`voice.id`), `code` tells missing from wrong-typed from out-of-range.
  */
-export function validationError(error: z.ZodError, paramPrefix = ''): ChorusError {
+export function validationError(error: z.ZodError, input: unknown, paramPrefix = ''): ChorusError {
   const issue = error.issues[0];
   if (!issue) return new ChorusError('TTS_ERR_VALIDATION', 'invalid request');
   const param = paramPrefix + (issue.path.map(String).join('.') || '') || null;
   const field = param ?? 'body';
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
+  if (valueAt(input, issue.path) === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_union')) {
     return new ChorusError('TTS_ERR_MISSING_FIELD', `Missing required parameter: '${field}'.`, { param });
   }
   if (issue.code === 'invalid_type') {
@@ -43,6 +43,16 @@ export function validationError(error: z.ZodError, paramPrefix = ''): ChorusErro
 /** Parses or throws the 400. */
 export function parseOrThrow<T extends z.ZodType>(schema: T, value: unknown, paramPrefix = ''): z.infer<T> {
   const result = schema.safeParse(value);
-  if (!result.success) throw validationError(result.error, paramPrefix);
+  if (!result.success) throw validationError(result.error, value, paramPrefix);
   return result.data;
+}
+
+// zod 4 leaves the offending input out of issues; look it up to tell "missing" from "wrong type".
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let v: unknown = input;
+  for (const key of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
 }

@@ -1,0 +1,60 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { OPENAI_VOICES, VoiceCatalog } from './voices.ts';
+import { loadApiConfig, loadWorkerConfig } from './config.ts';
+
+function writeVoices(content: unknown): string {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'voices-')), 'voices.json');
+  writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content));
+  return file;
+}
+
+describe('VoiceCatalog', () => {
+  it('the shipped defaults map all 13 OpenAI voices to distinct espeak speakers', () => {
+    const c = VoiceCatalog.load();
+    const voices = OPENAI_VOICES.map((v) => c.resolve(v)!.voice);
+    expect(new Set(voices).size).toBe(13);
+  });
+
+  it("accepts the seed's mapping form: bare speaker names and file-style names", () => {
+    const c = VoiceCatalog.load(writeVoices({
+      default_speaker: 'speaker1.wav',
+      speakers: { speaker1: { name: 'S1', engine: 'espeak', voice: 'en-us+f3' }, speaker2: { name: 'S2', engine: 'espeak' } },
+      openai_voices: { alloy: 'speaker2.wav', echo: { speaker: 'speaker2' } },
+    }));
+    expect(c.resolve('alloy')!.id).toBe('speaker2');
+    expect(c.resolve('echo')!.id).toBe('speaker2');
+    expect(c.resolve('nova')!.id).toBe('speaker1'); // unmapped OpenAI name → default
+    expect(c.resolve('speaker2.wav')!.id).toBe('speaker2');
+    expect(c.resolve('nobody')).toBeUndefined();
+  });
+
+  it('a bad file fails with a message naming the key', () => {
+    expect(() => VoiceCatalog.load(writeVoices({ default_speaker: 'x', speakers: {} }))).toThrow(/default_speaker/);
+    expect(() =>
+      VoiceCatalog.load(writeVoices({
+        default_speaker: 's', speakers: { s: { name: 'S', engine: 'espeak', voice: 'en; rm -rf /' } },
+      })),
+    ).toThrow(/speakers\.s\.voice/);
+    expect(() => VoiceCatalog.load(writeVoices('{not json'))).toThrow(/voices file/);
+  });
+
+  it('keeps reference audio inside VOICES_DIR', () => {
+    const file = writeVoices({
+      default_speaker: 's', speakers: { s: { name: 'S', engine: 'espeak', reference_audio: '../../etc/passwd' } },
+    });
+    expect(() => VoiceCatalog.load(file, path.dirname(file))).toThrow(/inside VOICES_DIR/);
+  });
+});
+
+describe('config', () => {
+  it('applies defaults and names bad variables', () => {
+    expect(loadApiConfig({}).port).toBe(8000);
+    expect(loadWorkerConfig({}).engines).toEqual(['espeak']);
+    expect(() => loadApiConfig({ PORT: 'eighty' })).toThrow(/PORT/);
+    expect(() => loadWorkerConfig({ WORKER_CONCURRENCY: '0' })).toThrow(/WORKER_CONCURRENCY/);
+    expect(() => loadApiConfig({ REDIS_SENTINELS: 'nohostport' })).toThrow(/REDIS_SENTINELS/);
+  });
+});

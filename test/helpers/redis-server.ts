@@ -1,0 +1,83 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+
+export interface RedisServer {
+  url: string;
+  port: number;
+  dir: string;
+  process: ChildProcess;
+  stop(): Promise<void>;
+  /** Kill (SIGKILL) without cleanup, keeping the data dir for a restart. */
+  kill(): Promise<void>;
+  restart(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitUp(url: string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    c.on('error', () => {});
+    try {
+      await c.connect();
+      await c.ping();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`redis-server at ${url} did not start`);
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      c.disconnect();
+    }
+  }
+}
+
+/** A test-owned redis-server on a free port in a temp dir (never the shared 6379 one). */
+export async function startRedisServer(opts: { appendonly?: boolean; extraArgs?: string[] } = {}): Promise<RedisServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'chorus-redis-'));
+  const args = [
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
+    '--appendonly', opts.appendonly ? 'yes' : 'no', '--appendfsync', 'always', ...(opts.extraArgs ?? []),
+  ];
+  const url = `redis://127.0.0.1:${port}`;
+  let proc = spawn('redis-server', args, { stdio: 'ignore' });
+  await waitUp(url);
+  const server: RedisServer = {
+    url, port, dir,
+    get process() {
+      return proc;
+    },
+    async kill() {
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    },
+    async restart() {
+      await server.kill();
+      proc = spawn('redis-server', args, { stdio: 'ignore' });
+      await waitUp(url);
+    },
+    async stop() {
+      await server.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}

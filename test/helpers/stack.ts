@@ -1,0 +1,164 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import { Queue } from 'bullmq';
+import OpenAI from 'openai';
+import { liveWorkers, loadApiConfig, RedisKeys, speechQueueName } from '@chorus/shared';
+import { buildApp } from '../../apps/api/src/app.ts';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const WORKER_MAIN = path.join(ROOT, 'apps/worker/src/main.ts');
+const API_MAIN = path.join(ROOT, 'apps/api/src/server.ts');
+
+export interface WorkerProcess {
+  process: ChildProcess;
+  output: () => string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts a real worker process (tsx) with the given environment. */
+export function spawnWorker(env: Record<string, string>): WorkerProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', WORKER_MAIN], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
+  child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
+  return {
+    process: child,
+    output: () => out,
+    stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+      return new Promise((resolve) => {
+        const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        child.once('exit', (code) => {
+          clearTimeout(t);
+          resolve(code);
+        });
+        child.kill(signal);
+      });
+    },
+  };
+}
+
+/** Starts the API as its own process (for signal tests); resolves once it answers /healthz. */
+export async function spawnApi(env: Record<string, string>, port: number) {
+  const child = spawn(process.execPath, ['--import', 'tsx', API_MAIN], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+      if (res.ok) break;
+    } catch {
+      // not up yet
+    }
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`api did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { process: child, output: () => out, baseUrl: `http://127.0.0.1:${port}` };
+}
+
+export interface Stack {
+  prefix: string;
+  redisUrl: string;
+  keys: RedisKeys;
+  app: FastifyInstance;
+  baseUrl: string;
+  client: OpenAI;
+  redis: Redis;
+  workers: WorkerProcess[];
+  env: Record<string, string>;
+  queue(engine?: string): Queue;
+  addWorker(extraEnv?: Record<string, string>): Promise<WorkerProcess>;
+  waitForWorkers(n: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  redisUrl: string;
+  workers?: number;
+  apiEnv?: Record<string, string>;
+  workerEnv?: Record<string, string>;
+}
+
+/** API in-process (listening on a free port) + real worker processes, on a unique key prefix. */
+export async function startStack(opts: StackOptions): Promise<Stack> {
+  const prefix = `t${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  const env = { REDIS_URL: opts.redisUrl, REDIS_PREFIX: prefix, LOG_LEVEL: 'warn' };
+  const keys = new RedisKeys(prefix);
+  const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+  const queues = new Map<string, Queue>();
+  const workers: WorkerProcess[] = [];
+
+  const stack: Stack = {
+    prefix, redisUrl: opts.redisUrl, keys, redis, workers, env,
+    app: undefined as unknown as FastifyInstance,
+    baseUrl: '',
+    client: undefined as unknown as OpenAI,
+    queue(engine = 'espeak') {
+      let q = queues.get(engine);
+      if (!q) queues.set(engine, (q = new Queue(speechQueueName(engine), { connection: redis, prefix: keys.bullPrefix() })));
+      return q;
+    },
+    async addWorker(extraEnv = {}) {
+      const w = spawnWorker({ ...env, HEARTBEAT_INTERVAL_MS: '500', ...opts.workerEnv, ...extraEnv });
+      workers.push(w);
+      return w;
+    },
+    async waitForWorkers(n) {
+      const deadline = Date.now() + 30_000;
+      while ((await liveWorkers(redis, keys)).length < n) {
+        if (Date.now() > deadline) {
+          throw new Error(`workers did not start:\n${workers.map((w) => w.output()).join('\n---\n')}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await stack.app.directory.refresh();
+    },
+    async stop() {
+      await stack.app?.close();
+      await Promise.all(workers.map((w) => w.stop('SIGKILL')));
+      for (const q of queues.values()) await q.close();
+      for (const pattern of [`${prefix}:*`, `{${prefix}}:*`]) {
+        let cursor = '0';
+        do {
+          const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+          cursor = next;
+          if (found.length) await redis.del(...found);
+        } while (cursor !== '0');
+      }
+      redis.disconnect();
+    },
+  };
+
+  for (let i = 0; i < (opts.workers ?? 1); i++) await stack.addWorker();
+  const config = loadApiConfig({ ...env, HOST: '127.0.0.1', PORT: '0', ...opts.apiEnv });
+  stack.app = await buildApp(config, { logger: false });
+  await stack.app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = stack.app.server.address();
+  stack.baseUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  stack.client = new OpenAI({ baseURL: `${stack.baseUrl}/v1`, apiKey: opts.apiEnv?.API_KEYS?.split(',')[0] ?? 'unused', maxRetries: 0 });
+  if ((opts.workers ?? 1) > 0) await stack.waitForWorkers(opts.workers ?? 1);
+  return stack;
+}
+
+/** POST JSON with fetch (for bodies the SDK cannot send). */
+export function postJson(stack: Stack, route: string, body: unknown, headers: Record<string, string> = {}) {
+  return fetch(`${stack.baseUrl}${route}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
