@@ -20,7 +20,6 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     logger: options.logger === false ? false : loggerOptions(config.logLevel, 'chorus-api'),
     genReqId: () => newRequestId(),
     requestIdHeader: false,
-    requestIdLogLabel: 'reqId',
     bodyLimit: config.bodyLimitBytes,
     return503OnClosing: true,
   });
