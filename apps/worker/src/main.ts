@@ -68,6 +68,7 @@ const workers = [...engines.keys()].map((engine) => {
   );
   worker.on('error', (err) => logger.warn({ err: err.message, engine }, 'worker error'));
   worker.on('stalled', (jobId) => logger.warn({ jobId, engine }, 'job stalled; it will be retried'));
+  metrics.watchWorker(worker, engine);
   return worker;
 });
 

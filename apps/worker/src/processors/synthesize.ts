@@ -51,7 +51,6 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position);
     if (position.seq > 0) {
       log.warn({ seq: position.seq, bytes: position.bytes }, 'resuming a stream left by an earlier attempt');
-      deps.metrics.jobs.inc({ status: 'retried', engine: data.engine });
     }
 
     if (await deps.isCancelled(job.id!)) {
@@ -67,7 +66,8 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     }
 
     const started = Date.now();
-    deps.metrics.queueWait.observe({ engine: data.engine }, Math.max(0, started - data.enqueuedAt) / 1000);
+    // attemptsStarted > 1: a restart after a crashed worker (counted as `retried`, whether or not bytes were out).
+    deps.metrics.observeStart(data, job.attemptsStarted, started);
     deps.metrics.busy.inc();
     const encoder = deps.encoders.acquire(data.format);
     encoder.attach((chunk) => writer.push(chunk));
