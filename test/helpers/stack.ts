@@ -128,7 +128,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       await stack.app.directory.refresh();
     },
     async stop() {
+      // A client that vanished without closing its socket must not hold the suite: force after 3 s.
+      const force = setTimeout(() => stack.app?.server.closeAllConnections(), 3000);
       await stack.app?.close();
+      clearTimeout(force);
       await Promise.all(workers.map((w) => w.stop('SIGKILL')));
       for (const q of queues.values()) await q.close();
       for (const pattern of [`${prefix}:*`, `{${prefix}}:*`]) {

@@ -8,6 +8,7 @@ export * from './models.ts';
 export * from './queues.ts';
 export * from './redis.ts';
 export * from './schemas/job.ts';
+export * from './schemas/legacy.ts';
 export * from './schemas/speech.ts';
 export * from './stream-protocol.ts';
 export * from './validation.ts';

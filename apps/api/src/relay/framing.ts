@@ -89,3 +89,56 @@ export function fixWavSizes(wav: Buffer): Buffer {
   }
   return wav;
 }
+
+export interface LegacySseOptions {
+  jobId: string;
+  format: string;
+  sampleRate: number;
+  /** Records with seq ≤ this were already delivered (Last-Event-ID); undefined = from the start. */
+  afterSeq?: number;
+}
+
+function legacyEvent(data: unknown, id?: number): string {
+  return `${id === undefined ? '' : `id: ${id}\n`}data: ${JSON.stringify(data)}\n\n`;
+}
+
+/**
+ * Legacy SSE: `start` (only when not resuming), one `audio` event per record with `id: <seq>`, then `done` or
+ * `error` with the terminal record's seq as id. A client that reconnects with `Last-Event-ID: k` gets exactly the
+ * records after k.
+ */
+export async function* legacySse(
+  entries: AsyncIterable<StreamEntry>,
+  opts: LegacySseOptions,
+  hooks: RelayHooks = {},
+): AsyncGenerator<string> {
+  if (opts.afterSeq === undefined) {
+    yield legacyEvent({ type: 'start', job_id: opts.jobId, format: opts.format, sample_rate: opts.sampleRate });
+  }
+  let sent = false;
+  for await (const { record: r } of entries) {
+    if (opts.afterSeq !== undefined && r.seq <= opts.afterSeq) continue;
+    if (r.type === 'audio') {
+      if (!sent) hooks.onFirstAudio?.();
+      sent = true;
+      yield legacyEvent({ type: 'audio', seq: r.seq, audio: r.data.toString('base64') }, r.seq);
+    } else if (r.type === 'end') {
+      hooks.onEnd?.(r);
+      yield legacyEvent(
+        { type: 'done', job_id: opts.jobId, duration_s: r.durationS, bytes: r.bytes, chars: r.chars },
+        r.seq,
+      );
+      return;
+    } else {
+      const e = errorFromRecord(r.code, r.message);
+      yield legacyEvent({ type: 'error', message: e.message, code: e.code }, r.seq);
+      return;
+    }
+  }
+}
+
+/** Prepends an already-read entry to the rest of a stream. */
+export async function* withFirst(first: StreamEntry, stream: JobStream): AsyncGenerator<StreamEntry> {
+  yield first;
+  for await (const entry of stream) yield entry;
+}

@@ -17,12 +17,16 @@ const LOW_WATER_BYTES = 128 * 1024;
 export class JobStream implements AsyncIterable<StreamEntry> {
   readonly key: string;
   lastId: string;
+  /** When the hub last delivered a record (the job watchdog looks at streams that went quiet). */
+  lastDeliveryAt = Date.now();
   #buffer: StreamEntry[] = [];
   #bufferedBytes = 0;
   #waiter: (() => void) | undefined;
   #ended = false;
   #failure: Error | undefined;
   #closed = false;
+  /** Left out of the hub's reads until the reader drains below LOW_WATER_BYTES (hysteresis). */
+  #paused = false;
   readonly #onClose: (s: JobStream) => void;
   readonly #onDrained: () => void;
 
@@ -35,11 +39,16 @@ export class JobStream implements AsyncIterable<StreamEntry> {
 
   /** Whether the hub should include this stream in its next XREAD. */
   get wantsData(): boolean {
-    return !this.#ended && !this.#closed && this.#bufferedBytes < HIGH_WATER_BYTES;
+    return !this.#ended && !this.#closed && !this.#paused;
   }
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Terminal record received, failed, or closed by its reader: nothing more will come. */
+  get settled(): boolean {
+    return this.#ended || this.#closed || this.#failure !== undefined;
   }
 
   /** Called by the hub with entries newer than `lastId`. */
@@ -48,10 +57,12 @@ export class JobStream implements AsyncIterable<StreamEntry> {
       if (this.#ended || this.#closed) return;
       if (compareIds(entry.id, this.lastId) <= 0) continue;
       this.lastId = entry.id;
+      this.lastDeliveryAt = Date.now();
       this.#buffer.push(entry);
       if (entry.record.type === 'audio') this.#bufferedBytes += entry.record.data.length;
       if (isTerminal(entry.record)) this.#ended = true;
     }
+    if (this.#bufferedBytes >= HIGH_WATER_BYTES) this.#paused = true;
     this.#wake();
   }
 
@@ -75,9 +86,11 @@ export class JobStream implements AsyncIterable<StreamEntry> {
       const entry = this.#buffer.shift();
       if (entry) {
         if (entry.record.type === 'audio') {
-          const wasPaused = this.#bufferedBytes >= HIGH_WATER_BYTES;
           this.#bufferedBytes -= entry.record.data.length;
-          if (wasPaused && this.#bufferedBytes < LOW_WATER_BYTES) this.#onDrained();
+          if (this.#paused && this.#bufferedBytes < LOW_WATER_BYTES) {
+            this.#paused = false;
+            this.#onDrained();
+          }
         }
         return entry;
       }

@@ -1,0 +1,59 @@
+import { Readable } from 'node:stream';
+import type { FastifyPluginAsync } from 'fastify';
+import { ChorusError, decodeRecord, isTerminal, OUTPUT_SAMPLE_RATE } from '@chorus/shared';
+import { legacySse } from '../../relay/framing.ts';
+import { findJob, legacyJobBody, type StreamOutcome } from '../../services/job-lookup.ts';
+
+export const legacyJobRoutes: FastifyPluginAsync = async (app) => {
+  const lookup = async (id: string) => {
+    const view = await findJob(id, app.models.engines, (e) => app.speech.queue(e));
+    if (!view) throw new ChorusError('TTS_ERR_NOT_FOUND', `No job with id '${id}'.`, { param: 'job_id' });
+    return view;
+  };
+
+  app.get<{ Params: { job_id: string } }>('/api/jobs/:job_id', async (request) => {
+    const view = await lookup(request.params.job_id);
+    let outcome: StreamOutcome | undefined;
+    if (view.status === 'queued' || view.status === 'running') {
+      const [last] = await app.redis.xrevrangeBuffer(view.data.streamKey, '+', '-', 'COUNT', 1);
+      if (last) {
+        const record = decodeRecord(last[1]);
+        if (isTerminal(record)) outcome = { record, atMs: Number(last[0].toString().split('-')[0]) };
+      }
+    }
+    return legacyJobBody(view, outcome);
+  });
+
+  /** Replays the job's stream from the start, or resumes after `Last-Event-ID`, while it is retained. */
+  app.get<{ Params: { job_id: string } }>('/api/jobs/:job_id/events', async (request, reply) => {
+    const view = await lookup(request.params.job_id);
+    const lastEventId = request.headers['last-event-id'];
+    let afterSeq: number | undefined;
+    if (lastEventId !== undefined) {
+      afterSeq = Number(lastEventId);
+      if (!/^\d+$/.test(String(lastEventId)) || !Number.isSafeInteger(afterSeq)) {
+        throw new ChorusError('TTS_ERR_VALIDATION', 'Last-Event-ID must be an event id (a sequence number).', {
+          param: 'Last-Event-ID',
+        });
+      }
+    }
+    const finished = view.status !== 'queued' && view.status !== 'running';
+    if (finished && (await app.redis.exists(view.data.streamKey)) === 0) {
+      throw new ChorusError('TTS_ERR_NOT_FOUND', `The events of job '${view.job.id}' are no longer retained.`, {
+        param: 'job_id',
+      });
+    }
+    const stream = app.hub.subscribe(view.data.streamKey);
+    reply.raw.once('close', () => stream.close());
+    reply
+      .type('text/event-stream; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .header('x-accel-buffering', 'no')
+      .header('x-job-id', view.job.id!);
+    return reply.send(
+      Readable.from(
+        legacySse(stream, { jobId: view.job.id!, format: view.data.format, sampleRate: OUTPUT_SAMPLE_RATE, afterSeq }),
+      ),
+    );
+  });
+};
