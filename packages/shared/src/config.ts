@@ -91,6 +91,18 @@ function redisConfig(env: z.infer<typeof CommonEnv>): RedisConfig {
   };
 }
 
+/** What both apps read, in the nested shape they use. */
+function commonConfig(e: z.infer<typeof CommonEnv>) {
+  return {
+    redis: redisConfig(e),
+    logLevel: e.LOG_LEVEL,
+    voicesFile: e.VOICES_FILE,
+    voicesDir: e.VOICES_DIR,
+    modelAliases: e.MODEL_ALIASES,
+    streamTtlS: e.STREAM_TTL_S,
+  };
+}
+
 function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
   // Empty strings mean "unset" (compose files and shells produce them).
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -109,12 +121,7 @@ export class ConfigError extends Error {
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
   const e = parseEnv(ApiEnv, env);
   return {
-    redis: redisConfig(e),
-    logLevel: e.LOG_LEVEL,
-    voicesFile: e.VOICES_FILE,
-    voicesDir: e.VOICES_DIR,
-    modelAliases: e.MODEL_ALIASES,
-    streamTtlS: e.STREAM_TTL_S,
+    ...commonConfig(e),
     host: e.HOST,
     port: e.PORT,
     apiKeys: e.API_KEYS ?? [],
@@ -135,12 +142,7 @@ export type ApiConfig = ReturnType<typeof loadApiConfig>;
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
   const e = parseEnv(WorkerEnv, env);
   return {
-    redis: redisConfig(e),
-    logLevel: e.LOG_LEVEL,
-    voicesFile: e.VOICES_FILE,
-    voicesDir: e.VOICES_DIR,
-    modelAliases: e.MODEL_ALIASES,
-    streamTtlS: e.STREAM_TTL_S,
+    ...commonConfig(e),
     engines: e.ENGINES,
     concurrency: e.WORKER_CONCURRENCY,
     modelsDir: e.MODELS_DIR,
