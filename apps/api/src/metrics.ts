@@ -1,9 +1,17 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { QueueDepth } from './queue-depth-exporter.ts';
 
-/** Buckets for speech latencies: 10 ms … 30 s. */
+/**
+ * Buckets for speech latencies, 10 ms … 30 s: first audio is expected in tens of milliseconds, a whole long file
+ * can take many seconds. Keep in step with the worker's (apps/worker/src/metrics.ts).
+ */
 export const LATENCY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-/** API process metrics (SPEC §7). Labels carry only bounded values: route patterns, formats, models, reasons. */
+/**
+ * API process metrics (SPEC §7). Labels carry only bounded values: route patterns, formats, validated model
+ * names, engines, error codes; never request ids, job ids, keys or user text. Every replica exports its own
+ * counters (sum them); `chorus_queue_jobs` comes from exactly one replica (see QueueDepthExporter).
+ */
 export class ApiMetrics {
   readonly registry = new Registry();
   readonly requests = new Counter({
@@ -21,19 +29,19 @@ export class ApiMetrics {
   });
   readonly ttfb = new Histogram({
     name: 'chorus_time_to_first_byte_seconds',
-    help: 'Time from request to the first audio byte sent',
+    help: 'Time from request to the first audio byte handed to the socket',
     labelNames: ['route', 'format', 'model'],
     buckets: [0.005, ...LATENCY_BUCKETS],
     registers: [this.registry],
   });
   readonly activeStreams = new Gauge({
     name: 'chorus_active_streams',
-    help: 'Audio streams being relayed by this API process',
+    help: 'Job audio streams this API process is relaying right now',
     registers: [this.registry],
   });
   readonly rejected = new Counter({
     name: 'chorus_rejected_total',
-    help: 'Requests refused before synthesis, by reason (error code)',
+    help: 'Requests answered with an error instead of audio, by reason (error code)',
     labelNames: ['reason'],
     registers: [this.registry],
   });
@@ -43,8 +51,51 @@ export class ApiMetrics {
     labelNames: ['code'],
     registers: [this.registry],
   });
+  /** Only `cancelled` here: jobs removed while still queued, which no worker ever sees. Workers count the rest. */
+  readonly jobs = new Counter({
+    name: 'chorus_jobs_total',
+    help: 'Synthesis jobs by outcome (this process: jobs cancelled while still queued)',
+    labelNames: ['status', 'engine'],
+    registers: [this.registry],
+  });
+  readonly queueJobs = new Gauge({
+    name: 'chorus_queue_jobs',
+    help: 'Jobs in each queue by state; exported by one API replica only (a Redis lease), so sum() is exact',
+    labelNames: ['engine', 'state'],
+    registers: [this.registry],
+    collect: () => this.#collectQueueDepth(),
+  });
+  #queueDepth: (() => Promise<QueueDepth | undefined>) | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /**
+   * Passes a relay's chunks through, counting a failure that ends it (the client already has a 200 and some
+   * audio, so this counter is the only place such a failure shows). A client that goes away ends the iteration
+   * with `return()`, not a throw, and is not counted.
+   */
+  async *countStreamFailures<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+    try {
+      yield* source;
+    } catch (err) {
+      this.streamFailures.inc({ code: (err as { code?: unknown }).code?.toString() ?? 'internal_error' });
+      throw err;
+    }
+  }
+
+  /** Where `chorus_queue_jobs` reads from at scrape time (undefined result: export no series). */
+  setQueueDepthSource(source: () => Promise<QueueDepth | undefined>) {
+    this.#queueDepth = source;
+  }
+
+  async #collectQueueDepth(): Promise<void> {
+    // Reset first: a replica that lost the lease must stop exporting, not repeat its last values.
+    this.queueJobs.reset();
+    const depth = await this.#queueDepth?.().catch(() => undefined);
+    for (const [engine, states] of depth ?? []) {
+      for (const [state, n] of Object.entries(states)) this.queueJobs.set({ engine, state }, n);
+    }
   }
 }

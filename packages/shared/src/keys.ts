@@ -8,6 +8,7 @@
  *   {prefix}:workers                   zset    workerId -> heartbeat expiry (ms since epoch)
  *   {prefix}:worker:<workerId>         string  JSON WorkerInfo; TTL = heartbeat TTL
  *   {prefix}:jobmeta:<jobId>           hash    status/timestamps of a job for GET /api/jobs/{id}; TTL
+ *   {prefix}:metrics:queue-leader      string  id of the API process exporting chorus_queue_jobs; TTL (a lease)
  *   BullMQ queues use the prefix `{<prefix>}` (hash-tagged so a queue's keys share a Cluster slot).
  *
  * `<relay>` is the id of the API process relaying the job. Its audio streams and its wake stream share that hash
@@ -47,6 +48,11 @@ export class RedisKeys {
 
   jobMeta(jobId: string): string {
     return `${this.prefix}:jobmeta:${jobId}`;
+  }
+
+  /** Lease held by the one API process that exports queue depth, so N replicas do not report it N times. */
+  metricsLeader(): string {
+    return `${this.prefix}:metrics:queue-leader`;
   }
 
   /** BullMQ's own `prefix` option. */

@@ -8,6 +8,7 @@ import { StreamHub } from '../relay/stream-hub.ts';
 import { SpeechService } from '../services/speech-service.ts';
 import { WorkerDirectory } from '../services/worker-directory.ts';
 import { ApiMetrics } from '../metrics.ts';
+import { QueueDepthExporter } from '../queue-depth-exporter.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -49,13 +50,20 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     app.decorate('directory', directory);
     app.decorate('voices', voices);
     app.decorate('models', models);
-    app.decorate('metrics', new ApiMetrics());
+    const metrics = new ApiMetrics();
+    const queueDepth = new QueueDepthExporter({
+      redis, leaseKey: keys.metricsLeader(), engines: models.engines, queue: (e) => speech.queue(e), log: app.log,
+    });
+    metrics.setQueueDepthSource(() => queueDepth.snapshot());
+    app.decorate('metrics', metrics);
     app.decorate('draining', false);
 
     app.addHook('onReady', async () => {
       hub.start();
+      await queueDepth.start();
     });
     app.addHook('onClose', async () => {
+      await queueDepth.stop();
       await hub.close();
       await speech.close();
       await Promise.allSettled([redis.quit(), blocking.quit()]);

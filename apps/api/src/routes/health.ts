@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 
 export const healthRoutes: FastifyPluginAsync = async (app) => {
-  app.get('/healthz', { config: { auth: 'public' } }, async () => ({ status: 'ok' }));
+  // Probes and scrapes arrive every few seconds from every replica: keep them out of the info-level request log.
+  app.get('/healthz', { config: { auth: 'public' }, logLevel: 'warn' }, async () => ({ status: 'ok' }));
 
   /** Ready = not draining, Redis answers, and at least one live worker. */
   app.get('/readyz', { config: { auth: 'public' } }, async (_request, reply) => {
@@ -18,7 +19,7 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', ...checks });
   });
 
-  app.get('/metrics', { config: { auth: 'public' } }, async (_request, reply) => {
+  app.get('/metrics', { config: { auth: 'public' }, logLevel: 'warn' }, async (_request, reply) => {
     app.metrics.activeStreams.set(app.hub.size);
     const text = await app.metrics.registry.metrics();
     return reply.type(app.metrics.registry.contentType).send(text);

@@ -6,6 +6,7 @@ import {
 import { awaitFirstRecord } from '../../relay/first-record.ts';
 import { collectAll, fixWavSizes, openaiSse, rawAudio } from '../../relay/framing.ts';
 import type { StartedJob } from '../../services/speech-service.ts';
+import { countQueuedCancel } from '../../count-queued-cancel.ts';
 
 const ROUTE = '/v1/audio/speech';
 
@@ -66,7 +67,8 @@ export const speechRoutes: FastifyPluginAsync = async (app) => {
       return reply.send(Readable.from(openaiSse(first, started.stream, body.input.length, hooks)));
     }
     reply.type(info.contentType).header('x-accel-buffering', 'no').header('cache-control', 'no-store');
-    return reply.send(Readable.from(rawAudio(first, started.stream, hooks), { objectMode: false }));
+    const audio = app.metrics.countStreamFailures(rawAudio(first, started.stream, hooks));
+    return reply.send(Readable.from(audio, { objectMode: false }));
   });
 };
 
@@ -85,7 +87,9 @@ export function cancelOnDisconnect(reply: FastifyReply, started: StartedJob, can
     started.stream.close();
     if (!reply.raw.writableFinished) {
       reply.log.info({ jobId: started.jobId }, 'client disconnected; cancelling job');
-      cancel().catch((err: Error) => reply.log.warn({ err: err.message }, 'cancel failed'));
+      const { speech, metrics } = reply.server;
+      countQueuedCancel(speech.queue(started.job.engine), started.jobId, started.job.engine, metrics, cancel)
+        .catch((err: Error) => reply.log.warn({ err: err.message }, 'cancel failed'));
     }
   });
 }

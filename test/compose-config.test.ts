@@ -1,0 +1,96 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { ROOT } from './helpers/stack.ts';
+
+/*
+ * There is no Docker engine on CI machines, but Debian's docker-compose (1.29) validates a compose file offline,
+ * and promtool checks the Prometheus config: both come from scripts/install.sh.
+ */
+
+const run = promisify(execFile);
+
+function has(bin: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const HAS_COMPOSE = has('docker-compose');
+if (!HAS_COMPOSE) console.warn('docker-compose not installed (scripts/install.sh installs it): compose checks skipped');
+
+async function composeConfig(...files: string[]): Promise<string> {
+  const args = files.flatMap((f) => ['-f', f]);
+  // A clean environment: the defaults in the file must be enough (no .env needed).
+  const { stdout } = await run('docker-compose', [...args, 'config'], { cwd: ROOT, env: { PATH: process.env.PATH } });
+  return stdout;
+}
+
+/** The lines of one service in `docker-compose config` output (services are indented by two spaces). */
+function serviceBlock(config: string, name: string): string {
+  const lines = config.split('\n');
+  const start = lines.indexOf(`  ${name}:`);
+  if (start < 0) throw new Error(`no service ${name}`);
+  const end = lines.findIndex((l, i) => i > start && /^ {0,2}\S/.test(l));
+  return lines.slice(start, end < 0 ? undefined : end).join('\n');
+}
+
+describe.skipIf(!HAS_COMPOSE)('docker-compose.yml', () => {
+  it('validates, with redis (AOF), api, gateway, worker, prometheus and grafana', async () => {
+    const config = await composeConfig('docker-compose.yml');
+    const { stdout } = await run('docker-compose', ['-f', 'docker-compose.yml', 'config', '--services'], { cwd: ROOT });
+    expect(stdout.trim().split('\n').sort()).toEqual(['api', 'gateway', 'grafana', 'prometheus', 'redis', 'worker']);
+    expect(serviceBlock(config, 'redis')).toMatch(/- --appendonly\n\s+- ["']?yes["']?\n/);
+  });
+
+  it('api and worker can be scaled: no fixed host ports or container names', async () => {
+    const config = await composeConfig('docker-compose.yml');
+    for (const name of ['api', 'worker']) {
+      const block = serviceBlock(config, name);
+      expect(block, name).not.toMatch(/^\s{4}ports:/m);
+      expect(block, name).not.toMatch(/container_name/);
+      expect(block, name).toMatch(/stop_grace_period/);
+    }
+    // Prometheus discovers replicas by service name and the ports the services listen on.
+    const prom = readFileSync(path.join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8');
+    expect(prom).toMatch(/names: \[api\]\s+type: A\s+port: 8000/);
+    expect(prom).toMatch(/names: \[worker\]\s+type: A\s+port: 9464/);
+    expect(serviceBlock(config, 'api')).toMatch(/PORT: '8000'/);
+    expect(serviceBlock(config, 'worker')).toMatch(/METRICS_PORT: '9464'/);
+  });
+
+  it('every file it mounts or builds from exists', async () => {
+    const config = await composeConfig('docker-compose.yml');
+    const sources = [...config.matchAll(/^\s+- (\/[^:\s]+):[^\s]+/gm)].map((m) => m[1]!);
+    expect(sources.length).toBeGreaterThanOrEqual(4);
+    for (const s of sources) expect(existsSync(s), s).toBe(true);
+    const dockerfiles = [...config.matchAll(/dockerfile: (\S+)/g)].map((m) => m[1]!);
+    expect(dockerfiles.sort()).toEqual(['apps/api/Dockerfile', 'apps/worker/Dockerfile']);
+    for (const d of dockerfiles) expect(existsSync(path.join(ROOT, d)), d).toBe(true);
+    // Grafana reads the dashboards where the provisioning file says they are.
+    const provider = readFileSync(path.join(ROOT, 'deploy/grafana/provisioning/dashboards/chorus.yml'), 'utf8');
+    const dashPath = /path:\s*(\S+)/.exec(provider)![1]!;
+    expect(serviceBlock(config, 'grafana')).toContain(`deploy/grafana/dashboards:${dashPath}:ro`);
+  });
+
+  it('keeps the GPU reservation commented out, and the GPU overlay validates with it', async () => {
+    const raw = readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8');
+    expect(raw).toMatch(/^\s+#[\s-]+driver: nvidia/m);
+    expect(serviceBlock(await composeConfig('docker-compose.yml'), 'worker')).not.toContain('nvidia');
+    const gpu = serviceBlock(await composeConfig('docker-compose.yml', 'docker-compose.gpu.yml'), 'worker');
+    expect(gpu).toContain('driver: nvidia');
+    expect(gpu).toContain('EXECUTION_PROVIDERS: cuda,cpu');
+  });
+});
+
+describe.skipIf(!has('promtool'))('deploy/prometheus/prometheus.yml', () => {
+  it('passes promtool check config', async () => {
+    const { stdout } = await run('promtool', ['check', 'config', 'deploy/prometheus/prometheus.yml'], { cwd: ROOT });
+    expect(stdout).toContain('SUCCESS');
+  });
+});
