@@ -4,6 +4,8 @@ import { loggerOptions, newRequestId, type ApiConfig } from '@chorus/shared';
 import { errorsPlugin } from './plugins/errors.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { servicesPlugin } from './plugins/services.ts';
+import { drainingPlugin } from './plugins/draining.ts';
+import { rateLimitPlugin } from './plugins/rate-limit.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/openai/models.ts';
 import { voiceRoutes } from './routes/openai/voices.ts';
@@ -21,7 +23,8 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     genReqId: () => newRequestId(),
     requestIdHeader: false,
     bodyLimit: config.bodyLimitBytes,
-    return503OnClosing: true,
+    // Draining answers new requests with our JSON 503 (plugins/draining.ts), not Fastify's plain one.
+    return503OnClosing: false,
   });
 
   app.decorateRequest('startedAt', 0);
@@ -51,6 +54,9 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     adminApiKey: config.adminApiKey,
     publicDiscovery: config.publicDiscovery,
   });
+  await app.register(drainingPlugin);
+  // After auth: its hooks run in registration order, so a bad key is a 401 that spends no budget.
+  if (config.rateLimitPerMin > 0) await app.register(rateLimitPlugin, { perMinute: config.rateLimitPerMin });
   await app.register(healthRoutes);
   await app.register(modelRoutes);
   await app.register(voiceRoutes);

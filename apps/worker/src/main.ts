@@ -9,6 +9,7 @@ import { createEngines } from './engines/engine-registry.ts';
 import { EncoderPool } from './encoders/encoder-pool.ts';
 import { createSynthesizeProcessor } from './processors/synthesize.ts';
 import { CancelListener } from './cancel-listener.ts';
+import { terminateStream } from './stream/terminate-stream.ts';
 import { WorkerMetrics } from './metrics.ts';
 
 const config = loadWorkerConfig();
@@ -68,6 +69,12 @@ const workers = [...engines.keys()].map((engine) => {
   );
   worker.on('error', (err) => logger.warn({ err: err.message, engine }, 'worker error'));
   worker.on('stalled', (jobId) => logger.warn({ jobId, engine }, 'job stalled; it will be retried'));
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    terminateStream(redis, job, err, config.streamTtlS)
+      .then((wrote) => wrote && logger.warn({ jobId: job.id, engine, err: err.message }, 'job failed outside the processor'))
+      .catch((e: Error) => logger.error({ jobId: job.id, err: e.message }, 'could not end the stream of a failed job'));
+  });
   metrics.watchWorker(worker, engine);
   return worker;
 });
@@ -100,26 +107,36 @@ if (config.metricsPort > 0) {
 for (const w of workers) void w.run();
 logger.info({ workerId, engines: [...engines.keys()], concurrency: config.concurrency }, 'worker ready');
 
+/** Resolves true when `p` settled within `ms`, false otherwise (each shutdown step waits on Redis). */
+function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return Promise.race([
+    p.then(() => true, () => true),
+    new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref()),
+  ]);
+}
+
+/**
+ * SIGTERM: leave the live-worker set first (the API stops routing to us, /readyz stops counting us), stop
+ * taking jobs, let active ones finish within SHUTDOWN_GRACE_S, exit 0. Jobs still running after the grace
+ * period keep their lock until it expires; another worker then resumes their streams at the published offset.
+ */
 async function shutdown(signal: string) {
   if (stopping) return;
   stopping = true;
-  logger.info({ signal }, 'shutting down: finishing active jobs');
+  const graceMs = config.shutdownGraceS * 1000;
+  logger.info({ signal, graceS: config.shutdownGraceS }, 'shutting down: finishing active jobs');
   clearInterval(heartbeat);
-  await removeWorker(redis, keys, workerId).catch(() => {});
-  // worker.close() waits for active jobs with no limit: bound it by the grace period.
-  const closing = Promise.all(workers.map((w) => w.close()));
-  const timedOut = await Promise.race([
-    closing.then(() => false),
-    new Promise<boolean>((r) => setTimeout(() => r(true), config.shutdownGraceS * 1000).unref()),
-  ]);
-  if (timedOut) {
-    logger.warn('grace period over; aborting remaining jobs');
-    await Promise.race([Promise.all(workers.map((w) => w.close(true))), new Promise((r) => setTimeout(r, 2000))]);
+  await within(removeWorker(redis, keys, workerId), 2000);
+  // worker.close() waits for active jobs with no limit of its own.
+  const finished = await within(Promise.all(workers.map((w) => w.close())), graceMs);
+  if (!finished) {
+    logger.warn('grace period over; leaving remaining jobs to stall recovery');
+    await within(Promise.all(workers.map((w) => w.close(true))), 2000);
   }
   encoders.close();
   for (const engine of engines.values()) await engine.close?.();
   metricsServer?.close();
-  await Promise.allSettled([redis.quit(), subscriber.quit()]);
+  await within(Promise.allSettled([redis.quit(), subscriber.quit()]), 2000);
   logger.info('worker stopped');
   process.exit(0);
 }

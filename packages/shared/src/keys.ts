@@ -8,6 +8,7 @@
  *   {prefix}:workers                   zset    workerId -> heartbeat expiry (ms since epoch)
  *   {prefix}:worker:<workerId>         string  JSON WorkerInfo; TTL = heartbeat TTL
  *   {prefix}:jobmeta:<jobId>           hash    status/timestamps of a job for GET /api/jobs/{id}; TTL
+ *   {prefix}:ratelimit:<key hash>      string  requests in the current minute (@fastify/rate-limit RedisStore)
  *   {prefix}:metrics:queue-leader      string  id of the API process exporting chorus_queue_jobs; TTL (a lease)
  *   BullMQ queues use the prefix `{<prefix>}` (hash-tagged so a queue's keys share a Cluster slot).
  *
@@ -53,6 +54,11 @@ export class RedisKeys {
   /** Lease held by the one API process that exports queue depth, so N replicas do not report it N times. */
   metricsLeader(): string {
     return `${this.prefix}:metrics:queue-leader`;
+  }
+
+  /** @fastify/rate-limit's RedisStore `nameSpace`: it appends the client key (a hash of the API key, or the IP). */
+  rateLimitNamespace(): string {
+    return `${this.prefix}:ratelimit:`;
   }
 
   /** BullMQ's own `prefix` option. */

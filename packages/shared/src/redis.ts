@@ -24,7 +24,14 @@ export function createRedisClient(config: RedisConfig, role: RedisRole, logger?:
   };
   const roleOptions: RedisOptions =
     role === 'producer'
-      ? { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000 }
+      ? {
+          enableOfflineQueue: false,
+          maxRetriesPerRequest: 1,
+          connectTimeout: 2000,
+          // A connection that is open but unanswered (Redis paused, a dropped route) would otherwise hold a
+          // request forever: no socket error ever comes. Every producer command is a short one.
+          commandTimeout: 3000,
+        }
       : { maxRetriesPerRequest: null, enableReadyCheck: true };
 
   const client = config.sentinels

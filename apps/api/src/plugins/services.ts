@@ -40,7 +40,9 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     const relayId = randomBytes(8).toString('hex');
     const hub = new StreamHub(blocking, redis, keys.wakeStream(relayId), app.log);
     const directory = new WorkerDirectory(redis, keys);
-    const speech = new SpeechService({ redis, keys, relayId, hub, directory, models, voices });
+    const speech = new SpeechService({
+      redis, keys, relayId, hub, directory, models, voices, maxQueueDepth: config.maxQueueDepth,
+    });
 
     app.decorate('config', config);
     app.decorate('redis', redis);

@@ -6,7 +6,9 @@ import {
 } from '@chorus/shared';
 import type { StreamHub } from '../relay/stream-hub.ts';
 import type { JobStream } from '../relay/job-stream.ts';
+import { watchJob } from '../relay/job-watchdog.ts';
 import type { WorkerDirectory } from './worker-directory.ts';
+import { QueueAdmission } from './queue-admission.ts';
 
 /** What every route hands over after validating its own body shape. */
 export interface SynthesisParams {
@@ -45,10 +47,13 @@ export class SpeechService {
   readonly #models: ModelTable;
   readonly #voices: VoiceCatalog;
   readonly #queues = new Map<string, Queue>();
+  readonly #admission: QueueAdmission;
 
   constructor(opts: {
     redis: Redis; keys: RedisKeys; relayId: string; hub: StreamHub; directory: WorkerDirectory;
     models: ModelTable; voices: VoiceCatalog;
+    /** MAX_QUEUE_DEPTH: realtime jobs waiting per queue above which requests get 429 `queue_full`. */
+    maxQueueDepth: number;
   }) {
     this.#redis = opts.redis;
     this.#keys = opts.keys;
@@ -57,6 +62,7 @@ export class SpeechService {
     this.#directory = opts.directory;
     this.#models = opts.models;
     this.#voices = opts.voices;
+    this.#admission = new QueueAdmission(opts.maxQueueDepth);
   }
 
   queue(engine: string): Queue {
@@ -113,6 +119,7 @@ export class SpeechService {
   async start(p: SynthesisParams): Promise<StartedJob> {
     const speaker = this.resolveVoice(p.voice);
     const preset = this.resolvePreset(p.preset);
+    this.assertBackendUp();
     const engine = await this.engineFor(p.model);
     const jobId = newJobId();
     const streamKey = this.#keys.audioStream(this.#relayId, jobId);
@@ -124,17 +131,34 @@ export class SpeechService {
       priority: p.priority ?? 'realtime', enqueuedAt: Date.now(),
     } satisfies TtsJobInput;
     const stream = this.#hub.subscribe(streamKey);
-    try {
-      await this.queue(engine).add(JOB_NAMES.synthesize, job, {
+    const queue = this.queue(engine);
+    const enqueue = () =>
+      queue.add(JOB_NAMES.synthesize, job, {
         ...JOB_CATALOG[JOB_NAMES.synthesize].options,
         jobId,
         priority: PRIORITY[job.priority],
       });
+    try {
+      if (job.priority === 'realtime') await this.#admission.admit(queue, p.model, enqueue);
+      else await enqueue();
     } catch (err) {
       stream.close();
       throw err;
     }
+    watchJob(stream, queue, jobId);
     return { jobId, job, stream, speaker };
+  }
+
+  /**
+   * Refuses at once while the producer connection is down. Without this a BullMQ Queue created during an
+   * outage would wait for Redis in its own init (no timeout), and the request would hang instead of a 503.
+   */
+  assertBackendUp(): void {
+    if (this.#redis.status !== 'ready') {
+      throw new ChorusError('TTS_ERR_BACKEND_UNAVAILABLE', 'The service backend is unavailable; retry shortly.', {
+        retryAfterS: 1,
+      });
+    }
   }
 
   /**
