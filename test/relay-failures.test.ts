@@ -84,6 +84,11 @@ describe('a failure after the stream started', () => {
     expect(events[2]!.id).toBe('1');
   });
 
+  it('each of the three failures above was counted once in chorus_stream_failures_total', async () => {
+    const text = await (await fetch(`${stack.baseUrl}/metrics`)).text();
+    expect(text).toMatch(/^chorus_stream_failures_total\{code="engine_error"\} 3$/m);
+  });
+
   it('a failure before any audio is a JSON error with its status', async () => {
     const res = postJson(stack, '/v1/audio/speech', { model: 'tts-1', voice: 'alloy', input: 'Hello.' });
     for (let i = 0; i < 200; i++) {

@@ -71,20 +71,6 @@ export class ApiMetrics {
     collectDefaultMetrics({ register: this.registry });
   }
 
-  /**
-   * Passes a relay's chunks through, counting a failure that ends it (the client already has a 200 and some
-   * audio, so this counter is the only place such a failure shows). A client that goes away ends the iteration
-   * with `return()`, not a throw, and is not counted.
-   */
-  async *countStreamFailures<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
-    try {
-      yield* source;
-    } catch (err) {
-      this.streamFailures.inc({ code: (err as { code?: unknown }).code?.toString() ?? 'internal_error' });
-      throw err;
-    }
-  }
-
   /** Where `chorus_queue_jobs` reads from at scrape time (undefined result: export no series). */
   setQueueDepthSource(source: () => Promise<QueueDepth | undefined>) {
     this.#queueDepth = source;

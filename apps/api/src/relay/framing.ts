@@ -12,6 +12,8 @@ export interface RelayHooks {
   onFirstAudio?: () => void;
   /** Called with the end record when the job finished. */
   onEnd?: (end: EndRecord) => void;
+  /** Called when the job failed after audio had started flowing (the client already has a 200). */
+  onError?: (code: string) => void;
 }
 
 /** Raw container bytes. A failure after the first byte rejects, which closes the connection mid-transfer. */
@@ -28,6 +30,7 @@ export async function* rawAudio(first: StreamEntry, stream: JobStream, hooks: Re
       hooks.onEnd?.(r);
       return;
     } else {
+      if (sent) hooks.onError?.(r.code);
       throw errorFromRecord(r.code, r.message);
     }
     entry = await stream.next();
@@ -130,6 +133,7 @@ export async function* legacySse(
       );
       return;
     } else {
+      if (sent) hooks.onError?.(r.code);
       const e = errorFromRecord(r.code, r.message);
       yield legacyEvent({ type: 'error', message: e.message, code: e.code }, r.seq);
       return;

@@ -69,7 +69,10 @@ export const legacyGenerateRoutes: FastifyPluginAsync = async (app) => {
         legacySse(
           withFirst(first, started.stream),
           { jobId: started.jobId, format: body.format, sampleRate: OUTPUT_SAMPLE_RATE },
-          { onFirstAudio: () => app.metrics.ttfb.observe(labels, (performance.now() - request.startedAt) / 1000) },
+          {
+            onFirstAudio: () => app.metrics.ttfb.observe(labels, (performance.now() - request.startedAt) / 1000),
+            onError: (code) => app.metrics.streamFailures.inc({ code }),
+          },
         ),
       ),
     );

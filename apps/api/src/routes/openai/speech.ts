@@ -50,6 +50,7 @@ export const speechRoutes: FastifyPluginAsync = async (app) => {
     const labels = { route: started.job.route, format: body.response_format, model: body.model };
     const hooks = {
       onFirstAudio: () => app.metrics.ttfb.observe(labels, (performance.now() - request.startedAt) / 1000),
+      onError: (code: string) => app.metrics.streamFailures.inc({ code }),
     };
     const info = FORMAT_INFO[body.response_format];
     reply.header('x-job-id', started.jobId);
@@ -67,8 +68,7 @@ export const speechRoutes: FastifyPluginAsync = async (app) => {
       return reply.send(Readable.from(openaiSse(first, started.stream, body.input.length, hooks)));
     }
     reply.type(info.contentType).header('x-accel-buffering', 'no').header('cache-control', 'no-store');
-    const audio = app.metrics.countStreamFailures(rawAudio(first, started.stream, hooks));
-    return reply.send(Readable.from(audio, { objectMode: false }));
+    return reply.send(Readable.from(rawAudio(first, started.stream, hooks), { objectMode: false }));
   });
 };
 
