@@ -11,6 +11,8 @@ export interface RedisServer {
   dir: string;
   process: ChildProcess;
   stop(): Promise<void>;
+  /** The redis-server process is alive (not killed or exited). */
+  readonly running: boolean;
   /** Kill (SIGKILL) without cleanup, keeping the data dir for a restart. */
   kill(): Promise<void>;
   restart(): Promise<void>;
@@ -62,8 +64,12 @@ export async function startRedisServer(opts: { appendonly?: boolean; extraArgs?:
     get process() {
       return proc;
     },
+    get running() {
+      return proc.exitCode === null && proc.signalCode === null;
+    },
     async kill() {
-      if (proc.exitCode === null) {
+      // A process killed by a signal keeps exitCode null (signalCode is set): check both.
+      if (server.running) {
         const exited = new Promise((r) => proc.once('exit', r));
         proc.kill('SIGKILL');
         await exited;

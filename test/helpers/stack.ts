@@ -99,6 +99,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const env = { REDIS_URL: opts.redisUrl, REDIS_PREFIX: prefix, LOG_LEVEL: 'warn' };
   const keys = new RedisKeys(prefix);
   const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+  redis.on('error', () => {}); // fault tests stop Redis on purpose; ioredis would print every reconnect failure
   const queues = new Map<string, Queue>();
   const workers: WorkerProcess[] = [];
 
@@ -109,7 +110,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     client: undefined as unknown as OpenAI,
     queue(engine = 'espeak') {
       let q = queues.get(engine);
-      if (!q) queues.set(engine, (q = new Queue(speechQueueName(engine), { connection: redis, prefix: keys.bullPrefix() })));
+      if (!q) {
+        queues.set(engine, (q = new Queue(speechQueueName(engine), { connection: redis, prefix: keys.bullPrefix() })));
+        q.on('error', () => {}); // see the redis error listener above
+      }
       return q;
     },
     async addWorker(extraEnv = {}) {

@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startStack, type Stack } from './helpers/stack.ts';
+import { startRedisServer, type RedisServer } from './helpers/redis-server.ts';
+import { waitFor } from './helpers/processes.ts';
+
+/*
+ * Issue 4, "Redis faults": Redis (AOF on, appendfsync always) is killed under traffic and restarted on the same
+ * port. While it is down the API answers 503 backend_unavailable at once; the jobs queued before the crash
+ * survive it and complete; API and worker reconnect by themselves (neither is restarted).
+ */
+
+const SHORT = 'Redis went away and came back.';
+const QUEUED = 'This request waited in the queue while Redis restarted, and still finished.';
+const LONG = Array.from({ length: 30 }, (_, i) => `Sentence ${i + 1} keeps the only worker busy for a while.`).join(' ');
+
+let redis: RedisServer;
+let stack: Stack;
+
+beforeAll(async () => {
+  redis = await startRedisServer({ appendonly: true });
+  stack = await startStack({
+    redisUrl: redis.url,
+    workerEnv: { WORKER_CONCURRENCY: '1' },
+    apiEnv: { QUEUE_TIMEOUT_S: '60' },
+  });
+});
+afterAll(async () => {
+  // Stop the stack against a live Redis (its clean-up waits for Redis), even when the test failed mid-outage.
+  if (redis && !redis.running) await redis.restart();
+  await stack?.stop();
+  await redis?.stop();
+});
+
+async function speech(input: string, extra: Record<string, unknown> = {}) {
+  const t0 = performance.now();
+  const res = await fetch(`${stack.baseUrl}/v1/audio/speech`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tts-1', voice: 'alloy', input, response_format: 'mp3', ...extra }),
+  });
+  const body = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, body, ms: performance.now() - t0, retryAfter: res.headers.get('retry-after') };
+}
+
+describe('Redis restart under traffic (AOF)', () => {
+  it('503 backend_unavailable while down, queued jobs survive, api and worker recover on their own', async () => {
+    const refShort = await speech(SHORT);
+    const refQueued = await speech(QUEUED);
+    const refLong = await speech(LONG, { speed: 0.5 });
+    expect([refShort.status, refQueued.status, refLong.status]).toEqual([200, 200, 200]);
+
+    // One long job holds the only worker; three more wait behind it.
+    const inFlight = [speech(LONG, { speed: 0.5 }), speech(QUEUED), speech(QUEUED), speech(QUEUED)];
+    expect(await waitFor(async () => (await stack.queue().getJobCountByTypes('prioritized', 'waiting')) === 3, 10_000))
+      .toBeGreaterThanOrEqual(0);
+
+    await redis.kill();
+    const down = await Promise.all([speech(SHORT), speech(SHORT), speech(SHORT)]);
+    const ready = await fetch(`${stack.baseUrl}/readyz`);
+    for (const r of down) {
+      expect(r.status).toBe(503);
+      expect(JSON.parse(r.body.toString()).error).toMatchObject({ type: 'server_error', code: 'backend_unavailable' });
+      expect(r.retryAfter).toBe('1');
+      expect(r.ms).toBeLessThan(1000);
+    }
+    expect(ready.status).toBe(503);
+    console.log(`redis down: 503 backend_unavailable in ${Math.max(...down.map((r) => r.ms)).toFixed(0)} ms at most`);
+
+    await new Promise((r) => setTimeout(r, 1000)); // stay down a moment: clients reconnect-loop meanwhile
+    await redis.restart();
+    const t0 = performance.now();
+    const back = await waitFor(async () => (await speech(SHORT)).status === 200, 20_000, 200);
+    console.log(`redis restarted: new requests succeed again after ${(back / 1000).toFixed(1)} s`);
+    expect(back).toBeGreaterThanOrEqual(0);
+
+    const [long, ...queued] = await Promise.all(inFlight);
+    console.log(`queued before the crash: all finished ${((performance.now() - t0) / 1000).toFixed(1)} s after the restart`);
+    expect(long!.status).toBe(200);
+    expect(long!.body.equals(refLong.body)).toBe(true);
+    for (const q of queued) {
+      expect(q.status).toBe(200);
+      expect(q.body.equals(refQueued.body)).toBe(true);
+    }
+    const after = await speech(SHORT);
+    expect(after.body.equals(refShort.body)).toBe(true);
+  });
+});
