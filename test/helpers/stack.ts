@@ -88,6 +88,8 @@ export interface Stack {
 
 export interface StackOptions {
   redisUrl: string;
+  /** `host:port,...` of Sentinels (REDIS_SENTINELS, master name `mymaster`); everything then follows failovers. */
+  sentinels?: string;
   workers?: number;
   apiEnv?: Record<string, string>;
   workerEnv?: Record<string, string>;
@@ -96,9 +98,18 @@ export interface StackOptions {
 /** API in-process (listening on a free port) + real worker processes, on a unique key prefix. */
 export async function startStack(opts: StackOptions): Promise<Stack> {
   const prefix = `t${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-  const env = { REDIS_URL: opts.redisUrl, REDIS_PREFIX: prefix, LOG_LEVEL: 'warn' };
+  const env: Record<string, string> = {
+    REDIS_URL: opts.redisUrl, REDIS_PREFIX: prefix, LOG_LEVEL: 'warn',
+    ...(opts.sentinels ? { REDIS_SENTINELS: opts.sentinels, REDIS_SENTINEL_NAME: 'mymaster' } : {}),
+  };
   const keys = new RedisKeys(prefix);
-  const redis = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+  const redis = opts.sentinels
+    ? new Redis({
+        sentinels: opts.sentinels.split(',').map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
+        name: 'mymaster',
+        maxRetriesPerRequest: null,
+      })
+    : new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', () => {}); // fault tests stop Redis on purpose; ioredis would print every reconnect failure
   const queues = new Map<string, Queue>();
   const workers: WorkerProcess[] = [];
