@@ -10,6 +10,9 @@ import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/openai/models.ts';
 import { voiceRoutes } from './routes/openai/voices.ts';
 import { speechRoutes } from './routes/openai/speech.ts';
+import { legacyGenerateRoutes } from './routes/legacy/generate.ts';
+import { legacyJobRoutes } from './routes/legacy/jobs.ts';
+import { legacyCatalogRoutes } from './routes/legacy/catalog.ts';
 
 export interface BuildOptions {
   /** Replace the JSON logger (tests pass false). */
@@ -61,5 +64,8 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(modelRoutes);
   await app.register(voiceRoutes);
   await app.register(speechRoutes);
+  await app.register(legacyGenerateRoutes);
+  await app.register(legacyJobRoutes);
+  await app.register(legacyCatalogRoutes);
   return app;
 }
