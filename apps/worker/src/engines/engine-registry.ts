@@ -1,9 +1,12 @@
 import type { TtsEngine } from './engine.ts';
 import { EspeakEngine } from './espeak-engine.ts';
+import { BenchEngine, benchEngineOptionsFromEnv } from './bench-engine.ts';
 
 /** Engine factories by id; ENGINES selects which a worker starts. */
 const FACTORIES: Record<string, () => TtsEngine> = {
   espeak: () => new EspeakEngine(),
+  /** Benchmark only (bench/worker-scaling.ts): sleeps BENCH_ENGINE_DELAY_MS per segment, then a tone. */
+  bench: () => new BenchEngine(benchEngineOptionsFromEnv(process.env)),
 };
 
 export function availableEngineIds(): string[] {
