@@ -49,4 +49,27 @@ describe('Resampler 22,050 → 24,000 Hz', () => {
     const x = sine(300, 24_000, 0.1);
     expect(new Resampler(24_000, 24_000).process(x)).toBe(x);
   });
+
+  it('streams: the same bytes as one pass, however the input is split (odd byte counts included)', () => {
+    const x = Buffer.concat([sine(300, 22_050, 0.4), sine(1200, 22_050, 0.3)]);
+    const whole = r.process(x);
+    for (const maxPiece of [1, 7, 100, 4096]) {
+      const s = r.stream();
+      const out: Buffer[] = [];
+      let seed = maxPiece;
+      for (let at = 0; at < x.length; ) {
+        seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+        const n = 1 + (seed % maxPiece);
+        out.push(s.push(x.subarray(at, at + n)));
+        at += n;
+      }
+      out.push(s.flush());
+      expect(Buffer.concat(out).equals(whole)).toBe(true);
+    }
+  });
+
+  it('streams its first output before the segment ends', () => {
+    const s = r.stream();
+    expect(s.push(sine(440, 22_050, 0.05)).length).toBeGreaterThan(0);
+  });
 });

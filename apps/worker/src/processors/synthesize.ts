@@ -1,3 +1,4 @@
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
@@ -91,9 +92,21 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
 
     try {
       const resampler = resamplerFor(engine.sampleRate);
+      const write = async (pcm24: Buffer) => {
+        if (pcm24.length === 0) return;
+        pcmBytes += pcm24.length;
+        if (tempo) await tempo.write(pcm24);
+        else await encoder.write(pcm24);
+        // The engine's output is usually buffered already, so its iterator resolves on microtasks alone and
+        // nothing else runs until the segment ends: one event-loop turn per piece lets the encoder's first bytes
+        // (and Redis replies) through while the rest is resampled.
+        await yieldToEventLoop();
+      };
       for (const segment of segmentText(data.text)) {
         abort.throwIfAborted();
-        const parts: Buffer[] = [];
+        // Resampled and encoded as the engine produces it: first audio does not wait for the whole first
+        // segment (bench/input-length.ts). Same bytes as resampling the segment in one piece.
+        const resampling = resampler.stream();
         for await (const pcm of engine.synthesize(
           {
             text: segment, speaker: data.speaker, speed: engineSpeed, lang: data.lang,
@@ -102,12 +115,9 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
           },
           abort,
         )) {
-          parts.push(pcm);
+          await write(resampling.push(pcm));
         }
-        const pcm24 = resampler.process(Buffer.concat(parts));
-        pcmBytes += pcm24.length;
-        if (tempo) await tempo.write(pcm24);
-        else await encoder.write(pcm24);
+        await write(resampling.flush());
       }
       if (tempo) {
         await tempo.finish();
