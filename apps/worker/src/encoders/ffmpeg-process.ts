@@ -7,7 +7,10 @@ import ffmpeg from 'fluent-ffmpeg';
  */
 export class FfmpegProcess {
   readonly #input = new PassThrough({ highWaterMark: 64 * 1024 });
-  readonly #output = new PassThrough({ highWaterMark: 64 * 1024 });
+  // No 'close' from the output: fluent-ffmpeg kills ffmpeg and reports "Output stream closed" when its target
+  // closes and ffmpeg has not exited 20 ms later, which happens to healthy encoders on a loaded machine (found by
+  // bench/soak.ts). Completion is ffmpeg's own 'end' event instead.
+  readonly #output = new PassThrough({ highWaterMark: 64 * 1024, emitClose: false });
   readonly #command: ffmpeg.FfmpegCommand;
   readonly done: Promise<void>;
   #failure: Error | undefined;
