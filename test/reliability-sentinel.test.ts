@@ -56,6 +56,10 @@ describe('Sentinel failover', () => {
     expect(await waitFor(async () => (await stack.queue().getJobCountByTypes('prioritized', 'waiting')) === 3, 10_000))
       .toBeGreaterThanOrEqual(0);
 
+    // Each accepted job was confirmed on the replica (WAIT 1) before the API went on with the request.
+    const stats = await stack.redis.info('commandstats');
+    expect(Number(/cmdstat_wait:calls=(\d+)/.exec(stats)?.[1] ?? 0)).toBeGreaterThanOrEqual(7);
+
     await redis.master.kill();
     const t0 = performance.now();
     const failures: { status: number; ms: number }[] = [];

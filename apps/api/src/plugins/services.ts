@@ -6,6 +6,7 @@ import {
 } from '@chorus/shared';
 import { StreamHub } from '../relay/stream-hub.ts';
 import { SpeechService } from '../services/speech-service.ts';
+import { ReplicaAck } from '../services/replica-ack.ts';
 import { WorkerDirectory } from '../services/worker-directory.ts';
 import { ApiMetrics } from '../metrics.ts';
 import { QueueDepthExporter } from '../queue-depth-exporter.ts';
@@ -42,6 +43,7 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     const directory = new WorkerDirectory(redis, keys);
     const speech = new SpeechService({
       redis, keys, relayId, hub, directory, models, voices, maxQueueDepth: config.maxQueueDepth,
+      replicaAck: config.redis.sentinels ? new ReplicaAck(redis, app.log) : undefined,
     });
 
     app.decorate('config', config);

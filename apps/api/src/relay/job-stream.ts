@@ -1,3 +1,4 @@
+import { ChorusError } from '@chorus/shared';
 import { isTerminal, type StreamRecord } from '@chorus/shared/stream-protocol';
 
 export interface StreamEntry {
@@ -27,19 +28,22 @@ export class JobStream implements AsyncIterable<StreamEntry> {
   #closed = false;
   /** Left out of the hub's reads until the reader drains below LOW_WATER_BYTES (hysteresis). */
   #paused = false;
+  /** Container offset of the next byte this reader needs; undefined when it did not read from the start. */
+  #nextOffset: number | undefined;
   readonly #onClose: (s: JobStream) => void;
   readonly #onDrained: () => void;
 
   constructor(key: string, fromId: string, onClose: (s: JobStream) => void, onDrained: () => void) {
     this.key = key;
     this.lastId = fromId;
+    this.#nextOffset = fromId === '0-0' ? 0 : undefined;
     this.#onClose = onClose;
     this.#onDrained = onDrained;
   }
 
   /** Whether the hub should include this stream in its next XREAD. */
   get wantsData(): boolean {
-    return !this.#ended && !this.#closed && !this.#paused;
+    return !this.#ended && !this.#closed && !this.#paused && this.#failure === undefined;
   }
 
   get closed(): boolean {
@@ -53,11 +57,27 @@ export class JobStream implements AsyncIterable<StreamEntry> {
 
   /** Called by the hub with entries newer than `lastId`. */
   deliver(entries: StreamEntry[]): void {
-    for (const entry of entries) {
-      if (this.#ended || this.#closed) return;
+    for (let entry of entries) {
+      if (this.#ended || this.#closed || this.#failure) break;
       if (compareIds(entry.id, this.lastId) <= 0) continue;
       this.lastId = entry.id;
       this.lastDeliveryAt = Date.now();
+      const r = entry.record;
+      if (r.type === 'audio' && this.#nextOffset !== undefined) {
+        // Byte offsets, not entry ids, say what the reader already has. They differ only after a Sentinel
+        // failover lost writes the relay had (or had not) read: a retried attempt then republishes bytes we
+        // already relayed (trimmed here), or bytes are missing (fail: a truncated transfer, not corrupt audio).
+        const end = r.offset + r.data.length;
+        if (end <= this.#nextOffset) continue;
+        if (r.offset > this.#nextOffset) {
+          this.#failure = new ChorusError('TTS_ERR_INTERNAL', 'Audio was lost in a backend failover; retry the request.');
+          break;
+        }
+        if (r.offset < this.#nextOffset) {
+          entry = { id: entry.id, record: { ...r, offset: this.#nextOffset, data: r.data.subarray(this.#nextOffset - r.offset) } };
+        }
+        this.#nextOffset = end;
+      }
       this.#buffer.push(entry);
       if (entry.record.type === 'audio') this.#bufferedBytes += entry.record.data.length;
       if (isTerminal(entry.record)) this.#ended = true;

@@ -9,6 +9,7 @@ import type { JobStream } from '../relay/job-stream.ts';
 import { watchJob } from '../relay/job-watchdog.ts';
 import type { WorkerDirectory } from './worker-directory.ts';
 import { QueueAdmission } from './queue-admission.ts';
+import type { ReplicaAck } from './replica-ack.ts';
 
 /** What every route hands over after validating its own body shape. */
 export interface SynthesisParams {
@@ -48,12 +49,15 @@ export class SpeechService {
   readonly #voices: VoiceCatalog;
   readonly #queues = new Map<string, Queue>();
   readonly #admission: QueueAdmission;
+  readonly #replicaAck: ReplicaAck | undefined;
 
   constructor(opts: {
     redis: Redis; keys: RedisKeys; relayId: string; hub: StreamHub; directory: WorkerDirectory;
     models: ModelTable; voices: VoiceCatalog;
     /** MAX_QUEUE_DEPTH: realtime jobs waiting per queue above which requests get 429 `queue_full`. */
     maxQueueDepth: number;
+    /** Under Sentinel: wait for a replica to have each job before going on (no job lost in a failover). */
+    replicaAck?: ReplicaAck;
   }) {
     this.#redis = opts.redis;
     this.#keys = opts.keys;
@@ -63,6 +67,7 @@ export class SpeechService {
     this.#models = opts.models;
     this.#voices = opts.voices;
     this.#admission = new QueueAdmission(opts.maxQueueDepth);
+    this.#replicaAck = opts.replicaAck;
   }
 
   queue(engine: string): Queue {
@@ -141,6 +146,7 @@ export class SpeechService {
     try {
       if (job.priority === 'realtime') await this.#admission.admit(queue, p.model, enqueue);
       else await enqueue();
+      await this.#replicaAck?.confirm();
     } catch (err) {
       stream.close();
       throw err;
