@@ -64,6 +64,10 @@ describe('Redis restart under traffic (AOF)', () => {
       expect(r.ms).toBeLessThan(1000);
     }
     expect(ready.status).toBe(503);
+    // Discovery reads the live-worker directory: also a quick 503, not a hang or a stale answer.
+    const models = await fetch(`${stack.baseUrl}/v1/models`);
+    expect(models.status).toBe(503);
+    expect((await models.json()).error.code).toBe('backend_unavailable');
     console.log(`redis down: 503 backend_unavailable in ${Math.max(...down.map((r) => r.ms)).toFixed(0)} ms at most`);
 
     await new Promise((r) => setTimeout(r, 1000)); // stay down a moment: clients reconnect-loop meanwhile

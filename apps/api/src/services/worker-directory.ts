@@ -20,7 +20,9 @@ export class WorkerDirectory {
   }
 
   async workers(): Promise<WorkerInfo[]> {
-    if (Date.now() - this.#fetchedAt > REFRESH_MS) await this.refresh();
+    // While the connection is down, refresh (which fails at once) rather than answer from the cache: discovery
+    // must not list models that requests would be refused for.
+    if (Date.now() - this.#fetchedAt > REFRESH_MS || this.#redis.status !== 'ready') await this.refresh();
     return this.#workers;
   }
 
