@@ -13,6 +13,26 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 const WORKER_MAIN = path.join(ROOT, 'apps/worker/src/main.ts');
 const API_MAIN = path.join(ROOT, 'apps/api/src/server.ts');
 
+/**
+ * Every API and worker process a test starts dies with the test process, even when a failing test never
+ * reached its clean-up (a timed-out hook): otherwise they linger, reconnecting to Redis forever.
+ */
+const spawned = new Set<ChildProcess>();
+function killSpawned() {
+  for (const child of spawned) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+process.once('exit', killSpawned);
+// vitest ends its test processes with SIGTERM, which skips 'exit' handlers.
+process.once('SIGTERM', () => {
+  killSpawned();
+  process.exit(143);
+});
+function track(child: ChildProcess): ChildProcess {
+  spawned.add(child);
+  child.once('exit', () => spawned.delete(child));
+  return child;
+}
+
 export interface WorkerProcess {
   process: ChildProcess;
   output: () => string;
@@ -21,11 +41,11 @@ export interface WorkerProcess {
 
 /** Starts a real worker process (tsx) with the given environment. */
 export function spawnWorker(env: Record<string, string>): WorkerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', WORKER_MAIN], {
+  const child = track(spawn(process.execPath, ['--import', 'tsx', WORKER_MAIN], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
   child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
@@ -48,11 +68,11 @@ export function spawnWorker(env: Record<string, string>): WorkerProcess {
 
 /** Starts the API as its own process (for signal tests); resolves once it answers /healthz. */
 export async function spawnApi(env: Record<string, string>, port: number) {
-  const child = spawn(process.execPath, ['--import', 'tsx', API_MAIN], {
+  const child = track(spawn(process.execPath, ['--import', 'tsx', API_MAIN], {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
