@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort, startRedisServer, type RedisServer } from './redis-server.ts';
+import { track } from './child-cleanup.ts';
 
 export const SENTINEL_MASTER_NAME = 'mymaster';
 
@@ -38,7 +39,7 @@ export async function startSentinelSet(): Promise<SentinelSet> {
       `sentinel failover-timeout ${SENTINEL_MASTER_NAME} 5000`,
       `sentinel parallel-syncs ${SENTINEL_MASTER_NAME} 1`, '',
     ].join('\n'));
-    sentinels.push({ port, dir, process: spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' }) });
+    sentinels.push({ port, dir, process: track(spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' })) });
   }
 
   const ask = async <T>(port: number, fn: (c: Redis) => Promise<T>): Promise<T> => {

@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { track } from './child-cleanup.ts';
 
 export interface RedisServer {
   url: string;
@@ -57,7 +58,7 @@ export async function startRedisServer(opts: { appendonly?: boolean; extraArgs?:
     '--appendonly', opts.appendonly ? 'yes' : 'no', '--appendfsync', 'always', ...(opts.extraArgs ?? []),
   ];
   const url = `redis://127.0.0.1:${port}`;
-  let proc = spawn('redis-server', args, { stdio: 'ignore' });
+  let proc = track(spawn('redis-server', args, { stdio: 'ignore' }));
   await waitUp(url);
   const server: RedisServer = {
     url, port, dir,
@@ -77,7 +78,7 @@ export async function startRedisServer(opts: { appendonly?: boolean; extraArgs?:
     },
     async restart() {
       await server.kill();
-      proc = spawn('redis-server', args, { stdio: 'ignore' });
+      proc = track(spawn('redis-server', args, { stdio: 'ignore' }));
       await waitUp(url);
     },
     async stop() {

@@ -8,30 +8,11 @@ import { Queue } from 'bullmq';
 import OpenAI from 'openai';
 import { liveWorkers, loadApiConfig, RedisKeys, speechQueueName } from '@chorus/shared';
 import { buildApp } from '../../apps/api/src/app.ts';
+import { track } from './child-cleanup.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORKER_MAIN = path.join(ROOT, 'apps/worker/src/main.ts');
 const API_MAIN = path.join(ROOT, 'apps/api/src/server.ts');
-
-/**
- * Every API and worker process a test starts dies with the test process, even when a failing test never
- * reached its clean-up (a timed-out hook): otherwise they linger, reconnecting to Redis forever.
- */
-const spawned = new Set<ChildProcess>();
-function killSpawned() {
-  for (const child of spawned) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-}
-process.once('exit', killSpawned);
-// vitest ends its test processes with SIGTERM, which skips 'exit' handlers.
-process.once('SIGTERM', () => {
-  killSpawned();
-  process.exit(143);
-});
-function track(child: ChildProcess): ChildProcess {
-  spawned.add(child);
-  child.once('exit', () => spawned.delete(child));
-  return child;
-}
 
 export interface WorkerProcess {
   process: ChildProcess;
