@@ -88,4 +88,18 @@ describe('Redis restart under traffic (AOF)', () => {
     const after = await speech(SHORT);
     expect(after.body.equals(refShort.body)).toBe(true);
   });
+
+  it('a Redis that stops answering (SIGSTOP: the socket stays open) costs a bounded 503, not a hang', async () => {
+    redis.process.kill('SIGSTOP');
+    try {
+      const r = await speech(SHORT);
+      console.log(`redis paused: 503 ${JSON.parse(r.body.toString()).error.code} after ${r.ms.toFixed(0)} ms`);
+      expect(r.status).toBe(503);
+      expect(JSON.parse(r.body.toString()).error.code).toBe('backend_unavailable');
+      expect(r.ms).toBeLessThan(7000); // the producer's 3 s command timeout, plus a loaded machine
+    } finally {
+      redis.process.kill('SIGCONT');
+    }
+    expect(await waitFor(async () => (await speech(SHORT)).status === 200, 15_000, 200)).toBeGreaterThanOrEqual(0);
+  });
 });
