@@ -2,6 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from './helpers/stack.ts';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.ts';
 import { waitFor } from './helpers/processes.ts';
+import { startTcpProxy } from './helpers/tcp-proxy.ts';
+import { loadApiConfig } from '@chorus/shared';
+import { buildApp } from '../apps/api/src/app.ts';
 
 /*
  * Issue 4, "Redis faults": Redis (AOF on, appendfsync always) is killed under traffic and restarted on the same
@@ -101,5 +104,37 @@ describe('Redis restart under traffic (AOF)', () => {
       redis.process.kill('SIGCONT');
     }
     expect(await waitFor(async () => (await speech(SHORT)).status === 200, 15_000, 200)).toBeGreaterThanOrEqual(0);
+  });
+
+  it('a silently dropped connection (partition, no RST) is detected and replaced once the network heals', async () => {
+    // A second API process whose Redis connections go through a proxy the test can cut; the worker is unaffected.
+    const proxy = await startTcpProxy(redis.port);
+    const api = await buildApp(loadApiConfig({ ...stack.env, REDIS_URL: proxy.url }), { logger: false });
+    try {
+      await api.ready();
+      await api.directory.refresh();
+      const post = () => api.inject({
+        method: 'POST', url: '/v1/audio/speech', payload: { model: 'tts-1', voice: 'alloy', input: SHORT },
+      });
+      expect((await post()).statusCode).toBe(200);
+
+      proxy.partition();
+      const t0 = performance.now();
+      const cut = await post();
+      console.log(`partition: ${cut.statusCode} ${cut.json().error.code} after ${(performance.now() - t0).toFixed(0)} ms`);
+      expect(cut.statusCode).toBe(503);
+      expect(cut.json().error.code).toBe('backend_unavailable');
+
+      await new Promise((r) => setTimeout(r, 6000)); // long enough for reconnects into the black hole to stick
+      proxy.heal();
+      const t1 = performance.now();
+      const back = await waitFor(async () => (await post()).statusCode === 200, 30_000, 250);
+      console.log(`partition healed: requests succeed again after ${(back / 1000).toFixed(1)} s`);
+      expect(back).toBeGreaterThanOrEqual(0);
+      expect(performance.now() - t1).toBeLessThan(20_000);
+    } finally {
+      await api.close();
+      await proxy.close();
+    }
   });
 });

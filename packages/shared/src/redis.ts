@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisConfig } from './config.ts';
+import { monitorLink } from './redis-link-monitor.ts';
 
 /**
  * Connection roles (BullMQ's production guide):
@@ -63,6 +64,7 @@ export function createRedisClient(config: RedisConfig, role: RedisRole, logger?:
   client.on('ready', () => {
     lastMessage = '';
   });
+  monitorLink(client, role, { ping: role !== 'blocking', logger });
   return client;
 }
 

@@ -4,6 +4,8 @@ import { decodeRecord } from '@chorus/shared/stream-protocol';
 import { compareIds, JobStream, type StreamEntry } from './job-stream.ts';
 
 const BLOCK_MS = 5000;
+/** An XREAD BLOCK that has not returned by then sits on a dead connection (dropped without a reset). */
+const STUCK_MS = BLOCK_MS + 5000;
 const COUNT_PER_STREAM = 64;
 
 /**
@@ -91,10 +93,16 @@ export class StreamHub {
           ids.push(from);
         }
       }
+      // The blocking connection cannot be pinged while it waits, so the wait itself is the liveness check.
+      const stuck = setTimeout(() => {
+        if (this.#blocking.status !== 'ready') return; // reconnecting already; the read is queued for it
+        this.#logger.warn('relay read got no answer; reconnecting');
+        this.#blocking.disconnect(true);
+      }, STUCK_MS);
       try {
         const reply = await this.#blocking.xreadBuffer(
           'COUNT', COUNT_PER_STREAM, 'BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...ids,
-        );
+        ).finally(() => clearTimeout(stuck));
         backoff = 50;
         if (!reply) continue;
         for (const [keyBuf, rawEntries] of reply) {
