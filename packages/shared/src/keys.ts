@@ -7,7 +7,6 @@
  *   {prefix}:cancel                    pubsub  job ids to cancel, for the worker holding the job
  *   {prefix}:workers                   zset    workerId -> heartbeat expiry (ms since epoch)
  *   {prefix}:worker:<workerId>         string  JSON WorkerInfo; TTL = heartbeat TTL
- *   {prefix}:jobmeta:<jobId>           hash    status/timestamps of a job for GET /api/jobs/{id}; TTL
  *   {prefix}:ratelimit:<key hash>      string  requests in the current minute (@fastify/rate-limit RedisStore)
  *   {prefix}:metrics:queue-leader      string  id of the API process exporting chorus_queue_jobs; TTL (a lease)
  *   BullMQ queues use the prefix `{<prefix>}` (hash-tagged so a queue's keys share a Cluster slot).
@@ -45,10 +44,6 @@ export class RedisKeys {
 
   worker(workerId: string): string {
     return `${this.prefix}:worker:${workerId}`;
-  }
-
-  jobMeta(jobId: string): string {
-    return `${this.prefix}:jobmeta:${jobId}`;
   }
 
   /** Lease held by the one API process that exports queue depth, so N replicas do not report it N times. */
