@@ -1,0 +1,178 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/*
+ * Every process a benchmark starts is registered here and killed when the benchmark ends, however it ends
+ * (normal exit, an exception, Ctrl-C): a benchmark must never leave a redis-server, API or worker running.
+ */
+
+const children = new Set<ChildProcess>();
+let hooked = false;
+
+function hookExit() {
+  if (hooked) return;
+  hooked = true;
+  process.on('exit', () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      process.exitCode = 130;
+      process.exit();
+    });
+  }
+}
+
+export interface Child {
+  process: ChildProcess;
+  pid: number;
+  output(): string;
+  /** SIGTERM, then SIGKILL after `graceMs`. Resolves once the process is gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export function startChild(command: string, args: string[], env: Record<string, string>, cwd?: string): Child {
+  hookExit();
+  const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  let out = '';
+  const keep = (d: Buffer) => (out = (out + d.toString()).slice(-100_000));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  return {
+    process: child,
+    pid: child.pid!,
+    output: () => out,
+    stop(graceMs = 3000) {
+      if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+      return new Promise((resolve) => {
+        const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        child.once('exit', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      });
+    },
+  };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
+    });
+  });
+}
+
+export interface RedisServerHandle {
+  url: string;
+  port: number;
+  child: Child;
+  stop(): Promise<void>;
+}
+
+/** A private redis-server on a free 127.0.0.1 port, no persistence (benchmarks never touch a shared Redis). */
+export async function startRedisServer(): Promise<RedisServerHandle> {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(tmpdir(), 'chorus-bench-redis-'));
+  const child = startChild('redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
+  ], {});
+  const url = `redis://127.0.0.1:${port}`;
+  const deadline = Date.now() + 10_000;
+  const { Redis } = await import('ioredis');
+  for (;;) {
+    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    c.on('error', () => {});
+    try {
+      await c.connect();
+      await c.ping();
+      c.disconnect();
+      break;
+    } catch {
+      c.disconnect();
+      if (Date.now() > deadline) throw new Error(`redis-server did not start:\n${child.output()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    url, port, child,
+    async stop() {
+      await child.stop(2000);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resident set size of one process in bytes (VmRSS), or 0 when it is gone. */
+export function rssBytes(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat (10 ms clock ticks). `children`
+ * adds the CPU of its children that have exited and been waited for (espeak-ng and ffmpeg runs of a worker).
+ */
+export function cpuMs(pid: number | 'self', opts: { children?: boolean } = {}): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    // After the command name: state is field 3; utime, stime, cutime, cstime are fields 14-17.
+    const own = f[11]! + f[12]!;
+    return (opts.children ? own + f[13]! + f[14]! : own) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * TCP connections that process `pid` holds to `remotePort` on this host: its socket fds matched against
+ * /proc/net/tcp by inode. Counts the API's own Redis connections without relying on connection names (the
+ * workers use the same names).
+ */
+export function tcpConnectionsTo(pid: number, remotePort: number): number {
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]!);
+      } catch {
+        // fd closed while we looked
+      }
+    }
+  } catch {
+    return 0;
+  }
+  let n = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 10) continue;
+      const rem = cols[2]!;
+      const state = cols[3]!;
+      // 01 = ESTABLISHED
+      if (state === '01' && parseInt(rem.split(':')[1]!, 16) === remotePort && inodes.has(cols[9]!)) n++;
+    }
+  }
+  return n;
+}
