@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from '@chorus/shared/free-port';
+
+export { freePort };
+export { rssBytes } from '../../test/helpers/processes.ts';
 
 /*
  * Every process a benchmark starts is registered here and killed when the benchmark ends, however it ends
@@ -61,16 +64,6 @@ export function startChild(command: string, args: string[], env: Record<string, 
   };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
 
 export interface RedisServerHandle {
   url: string;
@@ -112,15 +105,6 @@ export async function startRedisServer(): Promise<RedisServerHandle> {
   };
 }
 
-/** Resident set size of one process in bytes (VmRSS), or 0 when it is gone. */
-export function rssBytes(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
 
 /**
  * CPU time (user + system, ms) a process has used so far, from /proc/<pid>/stat (10 ms clock ticks). `children`

@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { track } from './child-cleanup.ts';
+import { freePort } from '@chorus/shared/free-port';
+
+export { freePort };
 
 export interface RedisServer {
   url: string;
@@ -19,17 +21,6 @@ export interface RedisServer {
   restart(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitUp(url: string, timeoutMs = 10_000) {
   const deadline = Date.now() + timeoutMs;
