@@ -26,6 +26,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     genReqId: () => newRequestId(),
     requestIdHeader: false,
     bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy,
     // Draining answers new requests with our JSON 503 (plugins/draining.ts), not Fastify's plain one.
     return503OnClosing: false,
   });

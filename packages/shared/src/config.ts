@@ -50,6 +50,14 @@ const ApiEnv = CommonEnv.extend({
   PUBLIC_DISCOVERY: BoolEnv.default(true),
   DATA_DIR: z.string().min(1).default('./data'),
   BODY_LIMIT_BYTES: IntEnv(1024, 1 << 30).default(1 << 20),
+  /**
+   * Behind a reverse proxy: trust X-Forwarded-For so per-IP rate limits and logs see the client, not the proxy.
+   * `true` (trust every hop) or a comma list of proxy addresses/CIDRs. Off by default: a client could forge it.
+   */
+  TRUST_PROXY: z
+    .string()
+    .transform((v): boolean | string[] => (v === 'true' ? true : v === 'false' ? false : v.split(',').map((x) => x.trim())))
+    .optional(),
   SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),
 });
 
@@ -134,6 +142,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
     publicDiscovery: e.PUBLIC_DISCOVERY,
     dataDir: e.DATA_DIR,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    trustProxy: e.TRUST_PROXY ?? false,
     shutdownGraceS: e.SHUTDOWN_GRACE_S,
   };
 }
