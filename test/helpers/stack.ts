@@ -164,7 +164,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
   for (let i = 0; i < (opts.workers ?? 1); i++) await stack.addWorker();
   const config = loadApiConfig({ ...env, HOST: '127.0.0.1', PORT: '0', ...opts.apiEnv });
-  stack.app = await buildApp(config, { logger: false });
+  // CHORUS_TEST_API_LOG=1 shows the API's own log lines (warn and above) when a test needs explaining.
+  stack.app = await buildApp(config, { logger: process.env.CHORUS_TEST_API_LOG ? undefined : false });
   await stack.app.listen({ host: '127.0.0.1', port: 0 });
   const addr = stack.app.server.address();
   stack.baseUrl = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;

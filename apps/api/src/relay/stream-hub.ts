@@ -82,6 +82,7 @@ export class StreamHub {
     while (this.#running) {
       const keys: string[] = [this.#wakeKey];
       const ids: string[] = [this.#wakeLastId];
+      const fromByKey = new Map<string, string>();
       for (const [key, set] of this.#subs) {
         let from: string | undefined;
         for (const s of set) {
@@ -91,6 +92,7 @@ export class StreamHub {
         if (from !== undefined) {
           keys.push(key);
           ids.push(from);
+          fromByKey.set(key, from);
         }
       }
       // The blocking connection cannot be pinged while it waits, so the wait itself is the liveness check.
@@ -118,7 +120,11 @@ export class StreamHub {
             id: id.toString(),
             record: decodeRecord(fields),
           }));
-          for (const s of set) s.deliver(entries);
+          // The reply holds the entries after `from`, contiguous. A reader that subscribed while this read was in
+          // flight, or was paused out of it, may need earlier entries: it gets none now and the next read starts
+          // from its own position. Handing it these would silently skip what lies between.
+          const from = fromByKey.get(key)!;
+          for (const s of set) if (compareIds(s.lastId, from) >= 0) s.deliver(entries);
         }
       } catch (err) {
         if (!this.#running) break;
