@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '@chorus/shared/free-port';
+import { waitForRedisUp } from '@chorus/shared/redis';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dataDir = path.resolve(root, process.env.DATA_DIR ?? 'data');
@@ -30,22 +31,8 @@ async function startRedis(): Promise<string> {
     }
   });
   const url = `redis://127.0.0.1:${port}`;
-  // Wait until it accepts connections.
-  const { Redis } = await import('ioredis');
-  for (let i = 0; i < 100; i++) {
-    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    c.on('error', () => {});
-    try {
-      await c.connect();
-      await c.ping();
-      c.disconnect();
-      return url;
-    } catch {
-      c.disconnect();
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error('private redis-server did not start');
+  await waitForRedisUp(url);
+  return url;
 }
 
 function run(name: string, entry: string, env: NodeJS.ProcessEnv) {

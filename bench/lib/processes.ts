@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '@chorus/shared/free-port';
+import { waitForRedisUp } from '@chorus/shared/redis';
 
 export { freePort };
 export { rssBytes } from '../../test/helpers/processes.ts';
@@ -80,21 +81,10 @@ export async function startRedisServer(): Promise<RedisServerHandle> {
     '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
   ], {});
   const url = `redis://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  const { Redis } = await import('ioredis');
-  for (;;) {
-    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    c.on('error', () => {});
-    try {
-      await c.connect();
-      await c.ping();
-      c.disconnect();
-      break;
-    } catch {
-      c.disconnect();
-      if (Date.now() > deadline) throw new Error(`redis-server did not start:\n${child.output()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  try {
+    await waitForRedisUp(url);
+  } catch (err) {
+    throw new Error(`redis-server did not start:\n${child.output()}`, { cause: err });
   }
   return {
     url, port, child,

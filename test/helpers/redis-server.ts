@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { track } from './child-cleanup.ts';
 import { freePort } from '@chorus/shared/free-port';
+import { waitForRedisUp } from '@chorus/shared/redis';
 
 export { freePort };
 
@@ -22,23 +23,6 @@ export interface RedisServer {
 }
 
 
-async function waitUp(url: string, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    c.on('error', () => {});
-    try {
-      await c.connect();
-      await c.ping();
-      return;
-    } catch {
-      if (Date.now() > deadline) throw new Error(`redis-server at ${url} did not start`);
-      await new Promise((r) => setTimeout(r, 50));
-    } finally {
-      c.disconnect();
-    }
-  }
-}
 
 /** A test-owned redis-server on a free port in a temp dir (never the shared 6379 one). */
 export async function startRedisServer(opts: { appendonly?: boolean; extraArgs?: string[] } = {}): Promise<RedisServer> {
@@ -50,7 +34,7 @@ export async function startRedisServer(opts: { appendonly?: boolean; extraArgs?:
   ];
   const url = `redis://127.0.0.1:${port}`;
   let proc = track(spawn('redis-server', args, { stdio: 'ignore' }));
-  await waitUp(url);
+  await waitForRedisUp(url);
   const server: RedisServer = {
     url, port, dir,
     get process() {
@@ -70,7 +54,7 @@ export async function startRedisServer(opts: { appendonly?: boolean; extraArgs?:
     async restart() {
       await server.kill();
       proc = track(spawn('redis-server', args, { stdio: 'ignore' }));
-      await waitUp(url);
+      await waitForRedisUp(url);
     },
     async stop() {
       await server.kill();

@@ -87,3 +87,22 @@ export function waitForReady(client: Redis, timeoutMs = 10_000): Promise<void> {
     client.on('ready', onReady);
   });
 }
+
+/** Resolves once a Redis at `url` answers PING (a server just spawned by the launcher, a test or a benchmark). */
+export async function waitForRedisUp(url: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    c.on('error', () => {});
+    try {
+      await c.connect();
+      await c.ping();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`redis at ${url} did not answer within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      c.disconnect();
+    }
+  }
+}
