@@ -45,7 +45,7 @@ async function enqueueBacklog(stack: BenchStack, n: number) {
       opts: { ...JOB_CATALOG[JOB_NAMES.synthesize].options, jobId, priority: PRIORITY.batch },
     };
   });
-  await stack.queue('espeak').addBulk(jobs);
+  await stack.queue('espeak', 'batch').addBulk(jobs);
 }
 
 async function realtimeRound(stack: BenchStack) {
@@ -64,10 +64,10 @@ async function realtimeRound(stack: BenchStack) {
 }
 
 async function waitIdle(stack: BenchStack) {
-  const q = stack.queue('espeak');
-  await q.drain();
+  const lanes = [stack.queue('espeak'), stack.queue('espeak', 'batch')];
+  for (const q of lanes) await q.drain();
   const deadline = Date.now() + 60_000;
-  while ((await q.getActiveCount()) > 0 && Date.now() < deadline) await sleep(100);
+  for (const q of lanes) while ((await q.getActiveCount()) > 0 && Date.now() < deadline) await sleep(100);
   await sleep(300);
 }
 
@@ -86,7 +86,7 @@ export async function runBacklog() {
           await sleep(500); // the worker's slots fill with batch items first, as in a real backlog
         }
         const { results, waits } = await realtimeRound(stack);
-        if (mode === 'with') minBacklogLeft = Math.min(minBacklogLeft, await stack.queue('espeak').getPrioritizedCount());
+        if (mode === 'with') minBacklogLeft = Math.min(minBacklogLeft, await stack.queue('espeak', 'batch').getPrioritizedCount());
         for (const r of results) {
           if (r.error) acc[mode].errors++;
           else acc[mode].ttfb.push(r.ttfbMs);

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
-import { liveWorkers, RedisKeys, speechQueueName } from '@chorus/shared';
+import { liveWorkers, RedisKeys, speechQueueName, type Lane } from '@chorus/shared';
 import { freePort, startChild, startRedisServer, type Child, type RedisServerHandle } from './processes.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -108,9 +108,10 @@ export class BenchStack {
     await new Promise((r) => setTimeout(r, 1200));
   }
 
-  queue(engine: string): Queue {
-    let q = this.#queues.get(engine);
-    if (!q) this.#queues.set(engine, (q = new Queue(speechQueueName(engine), { connection: this.redis, prefix: this.keys.bullPrefix() })));
+  queue(engine: string, lane: Lane = 'realtime'): Queue {
+    const name = speechQueueName(engine, lane);
+    let q = this.#queues.get(name);
+    if (!q) this.#queues.set(name, (q = new Queue(name, { connection: this.redis, prefix: this.keys.bullPrefix() })));
     return q;
   }
 

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis, Result } from 'ioredis';
 import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
+import { LANES, type Lane } from '@chorus/shared/queues';
 
 /**
  * BullMQ states reported as `chorus_queue_jobs{state}`. `completed` and `failed` are left out: they count what
@@ -30,7 +31,7 @@ export interface QueueDepthExporterOptions {
   leaseKey: string;
   /** Engines whose queues are reported (one `tts-<engine>` queue each). */
   engines: readonly string[];
-  queue(engine: string): Queue;
+  queue(engine: string, lane: Lane): Queue;
   log: FastifyBaseLogger;
   /**
    * How long a lease lasts without renewal; renewed every third of it. After the holder dies, another replica
@@ -86,8 +87,12 @@ export class QueueDepthExporter {
     const depth: QueueDepth = new Map();
     await Promise.all(
       this.#opts.engines.map(async (engine) => {
-        const counts = await this.#opts.queue(engine).getJobCounts(...QUEUE_STATES);
-        depth.set(engine, Object.fromEntries(QUEUE_STATES.map((s) => [s, counts[s] ?? 0])) as Record<QueueState, number>);
+        // Both lanes (realtime and batch) of the engine, summed: the depth is per engine and state.
+        const lanes = await Promise.all(LANES.map((lane) => this.#opts.queue(engine, lane).getJobCounts(...QUEUE_STATES)));
+        depth.set(
+          engine,
+          Object.fromEntries(QUEUE_STATES.map((s) => [s, lanes.reduce((n, c) => n + (c[s] ?? 0), 0)])) as Record<QueueState, number>,
+        );
       }),
     );
     return depth;

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Worker } from 'bullmq';
 import {
   createLogger, createRedisClient, JOB_CATALOG, JOB_NAMES, loadWorkerConfig, publishHeartbeat, RedisKeys,
-  removeWorker, speechQueueName, waitForReady, type WorkerInfo,
+  removeWorker, speechQueueName, waitForReady, LANES, type WorkerInfo,
 } from '@chorus/shared';
 import { createEngines } from './engines/engine-registry.ts';
 import { EncoderPool } from './encoders/encoder-pool.ts';
@@ -48,9 +48,15 @@ for (const name of Object.keys(processors)) {
   if (!(name in JOB_CATALOG)) throw new Error(`processor ${name} has no catalog entry`);
 }
 
-const workers = [...engines.keys()].map((engine) => {
+// One BullMQ worker per engine and lane: realtime requests have their own slots (WORKER_CONCURRENCY), batch
+// items theirs (WORKER_BATCH_CONCURRENCY), so a batch backlog never takes the slot a realtime request needs.
+const lanes = [...engines.keys()].flatMap((engine) =>
+  LANES.map((lane) => ({ engine, lane, concurrency: lane === 'realtime' ? config.concurrency : config.batchConcurrency }))
+    .filter((l) => l.concurrency > 0),
+);
+const workers = lanes.map(({ engine, lane, concurrency }) => {
   const worker = new Worker(
-    speechQueueName(engine),
+    speechQueueName(engine, lane),
     async (job, token, signal) => {
       const processor = processors[job.name as keyof typeof processors];
       if (!processor) throw new Error(`unknown job name ${job.name}`);
@@ -59,7 +65,7 @@ const workers = [...engines.keys()].map((engine) => {
     {
       connection: redis,
       prefix: keys.bullPrefix(),
-      concurrency: config.concurrency,
+      concurrency,
       lockDuration: config.lockDurationMs,
       stalledInterval: config.stalledIntervalMs,
       maxStalledCount: config.maxStartedAttempts,

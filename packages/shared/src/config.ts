@@ -64,6 +64,8 @@ const ApiEnv = CommonEnv.extend({
 const WorkerEnv = CommonEnv.extend({
   ENGINES: ListEnv.pipe(z.array(z.string().regex(/^[a-z0-9-]+$/)).min(1)).default(['espeak']),
   WORKER_CONCURRENCY: IntEnv(1, 256).default(2),
+  /** Batch items in parallel per engine, in their own lane: realtime requests never wait for these slots. */
+  WORKER_BATCH_CONCURRENCY: IntEnv(0, 256).default(1),
   MODELS_DIR: z.string().min(1).default('./models'),
   EXECUTION_PROVIDERS: ListEnv.default(['cpu']),
   METRICS_PORT: IntEnv(0, 65535).default(0),
@@ -154,6 +156,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     ...commonConfig(e),
     engines: e.ENGINES,
     concurrency: e.WORKER_CONCURRENCY,
+    batchConcurrency: e.WORKER_BATCH_CONCURRENCY,
     modelsDir: e.MODELS_DIR,
     executionProviders: e.EXECUTION_PROVIDERS,
     metricsPort: e.METRICS_PORT,

@@ -3,14 +3,19 @@ import { TtsJob } from './schemas/job.ts';
 
 /*
  * Queue and job names. Renaming a value orphans the jobs already queued under the old name: add, don't rename.
- * One queue per engine (`tts-<engine>`), so a worker pulls only what it can synthesize and the API can refuse a
- * model that no live worker serves.
+ * Two queues per engine: `tts-<engine>` for realtime requests and `tts-<engine>-batch` for batch items, so a
+ * worker pulls only what it can synthesize, the API can refuse a model that no live worker serves, and a batch
+ * backlog never holds the worker slots realtime requests need (each lane has its own concurrency).
  */
 export const QUEUE_PREFIX = 'tts-';
 
-export function speechQueueName(engine: string): string {
+/** Which of an engine's two queues a job goes to; the job payload's `priority` names it. */
+export type Lane = 'realtime' | 'batch';
+export const LANES: readonly Lane[] = ['realtime', 'batch'];
+
+export function speechQueueName(engine: string, lane: Lane = 'realtime'): string {
   if (!/^[a-z0-9-]+$/.test(engine)) throw new Error(`bad engine id ${engine}`);
-  return `${QUEUE_PREFIX}${engine}`;
+  return lane === 'realtime' ? `${QUEUE_PREFIX}${engine}` : `${QUEUE_PREFIX}${engine}-batch`;
 }
 
 export const JOB_NAMES = {
@@ -18,7 +23,7 @@ export const JOB_NAMES = {
 } as const;
 export type JobName = (typeof JOB_NAMES)[keyof typeof JOB_NAMES];
 
-/** BullMQ priorities: lower runs first; batch items wait behind every realtime job. */
+/** BullMQ priorities (lower runs first), kept within each lane. */
 export const PRIORITY = { realtime: 1, batch: 100 } as const;
 
 /** Each job name's payload schema and queue options; the API enqueues from it, the worker checks it at start. */

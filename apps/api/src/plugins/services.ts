@@ -56,7 +56,7 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     app.decorate('models', models);
     const metrics = new ApiMetrics();
     const queueDepth = new QueueDepthExporter({
-      redis, leaseKey: keys.metricsLeader(), engines: models.engines, queue: (e) => speech.queue(e), log: app.log,
+      redis, leaseKey: keys.metricsLeader(), engines: models.engines, queue: (e, lane) => speech.queue(e, lane), log: app.log,
     });
     metrics.setQueueDepthSource(() => queueDepth.snapshot());
     app.decorate('metrics', metrics);

@@ -1,5 +1,5 @@
 import type { Job, Queue } from 'bullmq';
-import { JOB_ID_PATTERN, TtsJob, type EndRecord, type ErrorRecord, type TtsJobResult } from '@chorus/shared';
+import { JOB_ID_PATTERN, LANES, TtsJob, type Lane, type EndRecord, type ErrorRecord, type TtsJobResult } from '@chorus/shared';
 
 export type LegacyJobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
@@ -13,9 +13,13 @@ export interface JobView {
  * Finds a job by id across the engine queues (ids are unique across queues). Only the legacy job routes use this,
  * so the hot path stays free of extra bookkeeping writes.
  */
-export async function findJob(jobId: string, engines: readonly string[], queue: (engine: string) => Queue) {
+export async function findJob(
+  jobId: string,
+  engines: readonly string[],
+  queue: (engine: string, lane: Lane) => Queue,
+) {
   if (!JOB_ID_PATTERN.test(jobId)) return undefined;
-  const found = await Promise.all(engines.map((e) => queue(e).getJob(jobId)));
+  const found = await Promise.all(engines.flatMap((e) => LANES.map((lane) => queue(e, lane).getJob(jobId))));
   const job = found.find((j): j is Job => j !== undefined && j !== null);
   if (!job) return undefined;
   const parsed = TtsJob.safeParse(job.data);

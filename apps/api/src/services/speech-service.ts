@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import {
-  ChorusError, JOB_CATALOG, JOB_NAMES, newJobId, PRIORITY, speechQueueName, type ModelTable, type RedisKeys,
+  ChorusError, JOB_CATALOG, JOB_NAMES, newJobId, PRIORITY, speechQueueName, type Lane, type ModelTable, type RedisKeys,
   type Speaker, type TtsJob, type TtsJobInput, type VoiceCatalog,
 } from '@chorus/shared';
 import type { StreamHub } from '../relay/stream-hub.ts';
@@ -70,12 +70,13 @@ export class SpeechService {
     this.#replicaAck = opts.replicaAck;
   }
 
-  queue(engine: string): Queue {
-    let q = this.#queues.get(engine);
+  queue(engine: string, lane: Lane = 'realtime'): Queue {
+    const name = speechQueueName(engine, lane);
+    let q = this.#queues.get(name);
     if (!q) {
-      q = new Queue(speechQueueName(engine), { connection: this.#redis, prefix: this.#keys.bullPrefix() });
+      q = new Queue(name, { connection: this.#redis, prefix: this.#keys.bullPrefix() });
       q.on('error', () => {}); // connection errors surface on the request that hits them
-      this.#queues.set(engine, q);
+      this.#queues.set(name, q);
     }
     return q;
   }
@@ -136,7 +137,7 @@ export class SpeechService {
       priority: p.priority ?? 'realtime', enqueuedAt: Date.now(),
     } satisfies TtsJobInput;
     const stream = this.#hub.subscribe(streamKey);
-    const queue = this.queue(engine);
+    const queue = this.queue(engine, job.priority);
     const enqueue = () =>
       queue.add(JOB_NAMES.synthesize, job, {
         ...JOB_CATALOG[JOB_NAMES.synthesize].options,
@@ -171,14 +172,14 @@ export class SpeechService {
    * The client went away: remove the job if it is still waiting, otherwise flag it and tell the worker holding
    * it to abort (engine and encoder processes are killed).
    */
-  async cancel(engine: string, jobId: string): Promise<void> {
+  async cancel(engine: string, jobId: string, lane: Lane = 'realtime'): Promise<void> {
     await this.#redis
       .multi()
       .set(this.#keys.cancelFlag(jobId), '1', 'EX', 3600)
       .publish(this.#keys.cancelChannel(), jobId)
       .exec();
     try {
-      await this.queue(engine).remove(jobId);
+      await this.queue(engine, lane).remove(jobId);
     } catch {
       // active jobs cannot be removed; the worker aborts them on the cancel message
     }

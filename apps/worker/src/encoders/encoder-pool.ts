@@ -5,6 +5,8 @@ import type { FfmpegFormat } from './ffmpeg-args.ts';
 import { RawEncoder } from './raw-encoder.ts';
 
 const FFMPEG_FORMATS: readonly FfmpegFormat[] = ['mp3', 'opus', 'aac', 'flac'];
+/** CPU niceness of batch items' child processes (espeak-ng, ffmpeg): realtime work runs first on a busy host. */
+export const BACKGROUND_NICENESS = 10;
 
 /**
  * Keeps `size` ffmpeg encoders per container started and idle on stdin. Starting ffmpeg costs ~65 ms, most of
@@ -26,8 +28,13 @@ export class EncoderPool {
     for (const f of FFMPEG_FORMATS) this.#refill(f);
   }
 
-  acquire(format: AudioFormat): AudioEncoder {
+  /**
+   * A warm encoder for realtime work. Batch items (`background`) get a fresh one at lowered CPU priority and
+   * leave the warm ones to realtime requests, whose first byte they would otherwise cost a process start.
+   */
+  acquire(format: AudioFormat, background = false): AudioEncoder {
     if (format === 'wav' || format === 'pcm') return new RawEncoder(format);
+    if (background) return new FfmpegEncoder(format, BACKGROUND_NICENESS);
     const idle = this.#idle.get(format)!;
     let encoder: FfmpegEncoder | undefined;
     while ((encoder = idle.shift()) && !encoder.usable) encoder.destroy();

@@ -7,9 +7,9 @@ export class FfmpegEncoder implements AudioEncoder {
   readonly format: FfmpegFormat;
   readonly #process: FfmpegProcess;
 
-  constructor(format: FfmpegFormat) {
+  constructor(format: FfmpegFormat, niceness = 0) {
     this.format = format;
-    this.#process = new FfmpegProcess(PCM_INPUT_ARGS, encoderOutputArgs(format));
+    this.#process = new FfmpegProcess(PCM_INPUT_ARGS, encoderOutputArgs(format), niceness);
   }
 
   /** A warm encoder whose process died while idle must not be handed out. */

@@ -1,3 +1,4 @@
+import { setPriority } from 'node:os';
 import { PassThrough } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
 
@@ -16,7 +17,8 @@ export class FfmpegProcess {
   #failure: Error | undefined;
   #destroyed = false;
 
-  constructor(inputArgs: string[], outputArgs: string[]) {
+  /** `niceness` > 0 lowers the process's CPU priority (batch work yields the CPU to realtime requests). */
+  constructor(inputArgs: string[], outputArgs: string[], niceness = 0) {
     this.#command = ffmpeg({ logger: undefined })
       .input(this.#input)
       .inputOptions(inputArgs)
@@ -30,6 +32,16 @@ export class FfmpegProcess {
     });
     this.done.catch(() => {});
     this.#input.on('error', () => {}); // EPIPE after ffmpeg died surfaces through `done`
+    if (niceness > 0) {
+      this.#command.once('start', () => {
+        const pid = (this.#command as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc?.pid;
+        try {
+          if (pid) setPriority(pid, niceness);
+        } catch {
+          // not permitted here: it runs at normal priority, which is only slower for others
+        }
+      });
+    }
     this.#command.pipe(this.#output, { end: true });
   }
 

@@ -11,6 +11,8 @@ export interface SynthesisInput {
   seed?: number;
   temperature?: number;
   preset?: Preset;
+  /** Batch work: engines that run child processes lower their CPU priority (by this niceness). */
+  niceness?: number;
 }
 
 /**

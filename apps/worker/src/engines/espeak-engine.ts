@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { setPriority } from 'node:os';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { EngineError, type SynthesisInput, type TtsEngine } from './engine.ts';
@@ -63,6 +64,13 @@ export class EspeakEngine implements TtsEngine {
   async *synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer> {
     signal.throwIfAborted();
     const child = spawn(this.#binary, this.args(input), { stdio: ['pipe', 'pipe', 'pipe'], signal });
+    if (input.niceness && child.pid) {
+      try {
+        setPriority(child.pid, input.niceness);
+      } catch {
+        // not permitted: runs at normal priority
+      }
+    }
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
     const exited = new Promise<number | null>((resolve, reject) => {

@@ -6,7 +6,7 @@ import {
   ChorusError, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, TtsJob, type TtsJobResult,
 } from '@chorus/shared';
 import type { TtsEngine } from '../engines/engine.ts';
-import type { EncoderPool } from '../encoders/encoder-pool.ts';
+import { BACKGROUND_NICENESS, type EncoderPool } from '../encoders/encoder-pool.ts';
 import { TempoStage } from '../encoders/tempo-stage.ts';
 import { Resampler } from '../audio/resampler.ts';
 import { segmentText } from '../audio/segmenter.ts';
@@ -70,7 +70,8 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     // attemptsStarted > 1: a restart after a crashed worker (counted as `retried`, whether or not bytes were out).
     deps.metrics.observeStart(data, job.attemptsStarted, started);
     deps.metrics.busy.inc();
-    const encoder = deps.encoders.acquire(data.format);
+    const background = data.priority === 'batch';
+    const encoder = deps.encoders.acquire(data.format, background);
     encoder.attach((chunk) => writer.push(chunk));
     const [minSpeed, maxSpeed] = engine.speedRange;
     const engineSpeed = Math.min(maxSpeed, Math.max(minSpeed, data.speed));
@@ -111,7 +112,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
           {
             text: segment, speaker: data.speaker, speed: engineSpeed, lang: data.lang,
             instructions: data.instructions, seed: data.seed, temperature: data.temperature,
-            preset: data.preset?.values,
+            preset: data.preset?.values, niceness: background ? BACKGROUND_NICENESS : undefined,
           },
           abort,
         )) {

@@ -6,7 +6,7 @@ import { findJob, legacyJobBody, type StreamOutcome } from '../../services/job-l
 
 export const legacyJobRoutes: FastifyPluginAsync = async (app) => {
   const lookup = async (id: string) => {
-    const view = await findJob(id, app.models.engines, (e) => app.speech.queue(e));
+    const view = await findJob(id, app.models.engines, (e, lane) => app.speech.queue(e, lane));
     if (!view) throw new ChorusError('TTS_ERR_NOT_FOUND', `No job with id '${id}'.`, { param: 'job_id' });
     return view;
   };
