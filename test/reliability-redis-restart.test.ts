@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from './helpers/stack.ts';
+import { startStack, type Stack, timedSpeech } from './helpers/stack.ts';
 import { startRedisServer, type RedisServer } from './helpers/redis-server.ts';
 import { waitFor } from './helpers/processes.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
@@ -34,16 +34,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function speech(input: string, extra: Record<string, unknown> = {}) {
-  const t0 = performance.now();
-  const res = await fetch(`${stack.baseUrl}/v1/audio/speech`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'tts-1', voice: 'alloy', input, response_format: 'mp3', ...extra }),
-  });
-  const body = Buffer.from(await res.arrayBuffer());
-  return { status: res.status, body, ms: performance.now() - t0, retryAfter: res.headers.get('retry-after') };
-}
+const speech = (input: string, extra: Record<string, unknown> = {}) => timedSpeech(stack.baseUrl, input, extra);
 
 describe('Redis restart under traffic (AOF)', () => {
   it('503 backend_unavailable while down, queued jobs survive, api and worker recover on their own', async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from './helpers/stack.ts';
+import { startStack, type Stack, timedSpeech } from './helpers/stack.ts';
 import { startSentinelSet, type SentinelSet } from './helpers/redis-sentinel.ts';
 import { waitFor } from './helpers/processes.ts';
 
@@ -31,17 +31,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function speech(input: string, extra: Record<string, unknown> = {}) {
-  const t0 = performance.now();
-  const res = await fetch(`${stack.baseUrl}/v1/audio/speech`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'tts-1', voice: 'alloy', input, response_format: 'mp3', ...extra }),
-    signal: AbortSignal.timeout(30_000),
-  });
-  const body = Buffer.from(await res.arrayBuffer());
-  return { status: res.status, body, ms: performance.now() - t0 };
-}
+const speech = (input: string, extra: Record<string, unknown> = {}) => timedSpeech(stack.baseUrl, input, extra);
 
 describe('Sentinel failover', () => {
   it('follows the promoted replica within 15 s and loses no accepted job', async () => {

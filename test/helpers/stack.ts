@@ -182,3 +182,16 @@ export function postJson(stack: Stack, route: string, body: unknown, headers: Re
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
 }
+
+/** One mp3 speech request by fetch (no SDK retries): status, whole body, elapsed ms, Retry-After. */
+export async function timedSpeech(baseUrl: string, input: string, extra: Record<string, unknown> = {}) {
+  const t0 = performance.now();
+  const res = await fetch(`${baseUrl}/v1/audio/speech`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tts-1', voice: 'alloy', input, response_format: 'mp3', ...extra }),
+    signal: AbortSignal.timeout(30_000),
+  });
+  const body = Buffer.from(await res.arrayBuffer());
+  return { status: res.status, body, ms: performance.now() - t0, retryAfter: res.headers.get('retry-after') };
+}
