@@ -19,6 +19,8 @@ export interface BuildOptions {
   logger?: boolean;
 }
 
+const trustHops = (hops: number) => (_address: string, hop: number) => hop < hops;
+
 /** Builds the API without listening (tests inject or listen on port 0; server.ts listens). */
 export async function buildApp(config: ApiConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
@@ -26,7 +28,8 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     genReqId: () => newRequestId(),
     requestIdHeader: false,
     bodyLimit: config.bodyLimitBytes,
-    trustProxy: config.trustProxy,
+    // A hop count trusts the nearest N hops, whoever they are (proxy-addr counts hops from the socket, 0-based).
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // Draining answers new requests with our JSON 503 (plugins/draining.ts), not Fastify's plain one.
     return503OnClosing: false,
   });
@@ -53,11 +56,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     maxAge: 600,
   });
   await app.register(servicesPlugin, { config });
-  await app.register(authPlugin, {
-    apiKeys: config.apiKeys,
-    adminApiKey: config.adminApiKey,
-    publicDiscovery: config.publicDiscovery,
-  });
+  await app.register(authPlugin, { publicDiscovery: config.publicDiscovery, metricsAuth: config.metricsAuth });
   await app.register(drainingPlugin);
   // After auth: its hooks run in registration order, so a bad key is a 401 that spends no budget.
   if (config.rateLimitPerMin > 0) await app.register(rateLimitPlugin, { perMinute: config.rateLimitPerMin });

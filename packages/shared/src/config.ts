@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /*
@@ -51,13 +52,26 @@ const ApiEnv = CommonEnv.extend({
   DATA_DIR: z.string().min(1).default('./data'),
   BODY_LIMIT_BYTES: IntEnv(1024, 1 << 30).default(1 << 20),
   /**
-   * Behind a reverse proxy: trust X-Forwarded-For so per-IP rate limits and logs see the client, not the proxy.
-   * `true` (trust every hop) or a comma list of proxy addresses/CIDRs. Off by default: a client could forge it.
+   * Behind a reverse proxy: which hops may set X-Forwarded-For (per-IP rate limits and logs see the client behind
+   * them). A comma list of proxy addresses/CIDRs (a client that reaches the API directly cannot pass for one), a
+   * hop count (trusts whoever connects: only where nothing but the proxy can), or `true` (every hop; same caveat).
+   * Off by default: a client could forge the header.
    */
   TRUST_PROXY: z
     .string()
-    .transform((v): boolean | string[] => (v === 'true' ? true : v === 'false' ? false : v.split(',').map((x) => x.trim())))
+    .transform((v, ctx): boolean | number | string[] => {
+      if (v === 'true' || v === 'false') return v === 'true';
+      if (/^\d+$/.test(v)) return Number(v);
+      const list = v.split(',').map((x) => x.trim()).filter(Boolean);
+      const bad = list.filter((x) => !isProxyAddress(x));
+      if (list.length === 0 || bad.length > 0) {
+        ctx.addIssue({ code: 'custom', message: `expected true, a hop count, or proxy addresses/CIDRs; got ${bad.join(',') || 'nothing'}` });
+      }
+      return list;
+    })
     .optional(),
+  /** Who may read GET /metrics while keys are on: `public`, any valid `key`, or only the `admin` key. */
+  METRICS_AUTH: z.enum(['public', 'key', 'admin']).default('key'),
   SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),
 });
 
@@ -87,6 +101,17 @@ export interface RedisConfig {
   sentinels: { host: string; port: number }[] | undefined;
   sentinelName: string;
   prefix: string;
+}
+
+/** An address, a CIDR (or address/netmask), or one of proxy-addr's names. */
+function isProxyAddress(x: string): boolean {
+  if (x === 'loopback' || x === 'linklocal' || x === 'uniquelocal') return true;
+  const [addr = '', range, ...rest] = x.split('/');
+  const family = isIP(addr);
+  if (family === 0 || rest.length > 0) return false;
+  if (range === undefined) return true;
+  if (/^\d+$/.test(range)) return Number(range) <= (family === 4 ? 32 : 128);
+  return family === 4 && isIP(range) === 4;
 }
 
 function redisConfig(env: z.infer<typeof CommonEnv>): RedisConfig {
@@ -145,6 +170,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
     dataDir: e.DATA_DIR,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     trustProxy: e.TRUST_PROXY ?? false,
+    metricsAuth: e.METRICS_AUTH,
     shutdownGraceS: e.SHUTDOWN_GRACE_S,
   };
 }

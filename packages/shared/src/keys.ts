@@ -7,7 +7,9 @@
  *   {prefix}:cancel                    pubsub  job ids to cancel, for the worker holding the job
  *   {prefix}:workers                   zset    workerId -> heartbeat expiry (ms since epoch)
  *   {prefix}:worker:<workerId>         string  JSON WorkerInfo; TTL = heartbeat TTL
- *   {prefix}:ratelimit:<key hash>      string  requests in the current minute (@fastify/rate-limit RedisStore)
+ *   {prefix}:ratelimit:<client>        string  requests in the current minute (@fastify/rate-limit RedisStore);
+ *                                      <client> is k:<HMAC of the API key> or ip:<address>
+ *   {prefix}:identity-secret           string  per-deployment HMAC secret naming API keys (SET NX once; no TTL)
  *   {prefix}:metrics:queue-leader      string  id of the API process exporting chorus_queue_jobs; TTL (a lease)
  *   BullMQ queues use the prefix `{<prefix>}` (hash-tagged so a queue's keys share a Cluster slot).
  *
@@ -51,7 +53,12 @@ export class RedisKeys {
     return `${this.prefix}:metrics:queue-leader`;
   }
 
-  /** @fastify/rate-limit's RedisStore `nameSpace`: it appends the client key (a hash of the API key, or the IP). */
+  /** HMAC secret shared by every API replica: names clients (budgets, job owners) without revealing keys. */
+  identitySecret(): string {
+    return `${this.prefix}:identity-secret`;
+  }
+
+  /** @fastify/rate-limit's RedisStore `nameSpace`: it appends the client id (a keyed hash of the API key, or the IP). */
   rateLimitNamespace(): string {
     return `${this.prefix}:ratelimit:`;
   }

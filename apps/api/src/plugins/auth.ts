@@ -1,39 +1,44 @@
 import fp from 'fastify-plugin';
-import { timingSafeEqual } from 'node:crypto';
-import { ChorusError } from '@chorus/shared';
+import { ChorusError, type ApiConfig } from '@chorus/shared';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** `public`: no key needed; `discovery`: no key needed while PUBLIC_DISCOVERY is on. */
-    auth?: 'public' | 'discovery';
+    /**
+     * `public`: no key needed; `discovery`: no key needed while PUBLIC_DISCOVERY is on; `metrics`: as
+     * METRICS_AUTH says (`public`, any `key`, or the `admin` key).
+     */
+    auth?: 'public' | 'discovery' | 'metrics';
   }
 }
 
-function safeEqual(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-}
-
-/** Optional Bearer keys (API_KEYS); unset = open. ADMIN_API_KEY is accepted everywhere a key is. */
-export const authPlugin = fp<{ apiKeys: string[]; adminApiKey?: string; publicDiscovery: boolean }>(
+/**
+ * Bearer keys: on when API_KEYS or ADMIN_API_KEY is set, open otherwise. ADMIN_API_KEY is accepted everywhere a
+ * key is. A verified key is left on `request.client` for the rate limit and job ownership (services/client-identity).
+ */
+export const authPlugin = fp<{ publicDiscovery: boolean; metricsAuth: ApiConfig['metricsAuth'] }>(
   async (app, opts) => {
-    const keys = [...opts.apiKeys, ...(opts.adminApiKey ? [opts.adminApiKey] : [])];
-    if (opts.apiKeys.length === 0) return;
+    const identity = app.identity;
+    if (!identity.enabled) return;
     app.addHook('onRequest', async (request) => {
       if (request.method === 'OPTIONS') return;
       const mode = request.routeOptions.config?.auth;
       if (mode === 'public' || (mode === 'discovery' && opts.publicDiscovery)) return;
+      if (mode === 'metrics' && opts.metricsAuth === 'public') return;
       const header = request.headers.authorization ?? '';
       const match = /^Bearer\s+(.+)$/i.exec(header);
       const token = match?.[1]?.trim();
-      if (!token || !keys.some((k) => safeEqual(k, token))) {
+      const client = token ? identity.match(token) : undefined;
+      if (!client) {
         throw new ChorusError(
           'TTS_ERR_AUTH',
           token ? 'Incorrect API key provided.' : 'You did not provide an API key (Authorization: Bearer <key>).',
         );
       }
+      if (mode === 'metrics' && opts.metricsAuth === 'admin' && !client.admin) {
+        throw new ChorusError('TTS_ERR_AUTH', 'This route needs the admin key (METRICS_AUTH=admin).');
+      }
+      request.client = client;
     });
   },
-  { name: 'auth' },
+  { name: 'auth', dependencies: ['services'] },
 );

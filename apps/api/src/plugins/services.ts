@@ -8,6 +8,7 @@ import { StreamHub } from '../relay/stream-hub.ts';
 import { SpeechService } from '../services/speech-service.ts';
 import { ReplicaAck } from '../services/replica-ack.ts';
 import { WorkerDirectory } from '../services/worker-directory.ts';
+import { ClientIdentity } from '../services/client-identity.ts';
 import { ApiMetrics } from '../metrics.ts';
 import { QueueDepthExporter } from '../queue-depth-exporter.ts';
 
@@ -21,6 +22,7 @@ declare module 'fastify' {
     directory: WorkerDirectory;
     voices: VoiceCatalog;
     models: ModelTable;
+    identity: ClientIdentity;
     metrics: ApiMetrics;
     /** Set when SIGTERM arrived: readiness fails, new work is refused. */
     draining: boolean;
@@ -54,6 +56,9 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     app.decorate('directory', directory);
     app.decorate('voices', voices);
     app.decorate('models', models);
+    app.decorate('identity', new ClientIdentity({
+      apiKeys: config.apiKeys, adminApiKey: config.adminApiKey, redis, secretKey: keys.identitySecret(),
+    }));
     const metrics = new ApiMetrics();
     const queueDepth = new QueueDepthExporter({
       redis, leaseKey: keys.metricsLeader(), engines: models.engines, queue: (e, lane) => speech.queue(e, lane), log: app.log,

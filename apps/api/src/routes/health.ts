@@ -19,7 +19,7 @@ export const healthRoutes: FastifyPluginAsync = async (app) => {
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', ...checks });
   });
 
-  app.get('/metrics', { config: { auth: 'public' }, logLevel: 'warn' }, async (_request, reply) => {
+  app.get('/metrics', { config: { auth: 'metrics' }, logLevel: 'warn' }, async (_request, reply) => {
     app.metrics.activeStreams.set(app.hub.size);
     const text = await app.metrics.registry.metrics();
     return reply.type(app.metrics.registry.contentType).send(text);

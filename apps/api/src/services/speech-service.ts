@@ -26,6 +26,8 @@ export interface SynthesisParams {
   route: string;
   requestId: string;
   priority?: 'realtime' | 'batch';
+  /** ClientIdentity.owner of the request (undefined while keys are off). */
+  owner?: string;
 }
 
 export interface StartedJob {
@@ -134,7 +136,7 @@ export class SpeechService {
       speed: preset?.values.speed !== undefined && p.speed === 1 ? preset.values.speed : p.speed,
       lang: p.lang, instructions: p.instructions, seed: p.seed ?? preset?.values.seed,
       temperature: p.temperature ?? preset?.values.temperature, preset, route: p.route,
-      priority: p.priority ?? 'realtime', enqueuedAt: Date.now(),
+      priority: p.priority ?? 'realtime', enqueuedAt: Date.now(), owner: p.owner,
     } satisfies TtsJobInput;
     const stream = this.#hub.subscribe(streamKey);
     const queue = this.queue(engine, job.priority);

@@ -30,6 +30,8 @@ export const TtsJob = z.object({
   /** realtime work runs ahead of batch items. */
   priority: z.enum(['realtime', 'batch']).default('realtime'),
   enqueuedAt: z.number(),
+  /** Who may read the job back (GET /api/jobs/{id}): a keyed hash of the API key that created it; none while keys are off. */
+  owner: z.string().optional(),
 });
 export type TtsJob = z.infer<typeof TtsJob>;
 /** What the API builds; defaults applied by the schema may be omitted. */

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { FORMAT_INFO, legacyTtsRequestSchema, OUTPUT_SAMPLE_RATE, parseOrThrow, type LegacyTtsRequest } from '@chorus/shared';
 import { awaitFirstRecord } from '../../relay/first-record.ts';
 import { collectAll, fixWavSizes, legacySse, withFirst } from '../../relay/framing.ts';
@@ -12,7 +12,7 @@ import { cancelOnDisconnect } from '../openai/speech.ts';
 export const legacyGenerateRoutes: FastifyPluginAsync = async (app) => {
   const schema = legacyTtsRequestSchema(app.config.maxInputChars);
 
-  async function start(body: LegacyTtsRequest, requestId: string, route: string) {
+  async function start(body: LegacyTtsRequest, request: FastifyRequest, route: string) {
     const voice = body.speaker ?? app.voices.defaultSpeaker;
     const speaker = app.speech.resolveVoice(voice, 'speaker');
     return app.speech.start({
@@ -26,14 +26,15 @@ export const legacyGenerateRoutes: FastifyPluginAsync = async (app) => {
       temperature: body.temperature,
       preset: body.preset,
       route,
-      requestId,
+      requestId: request.id,
+      owner: await app.identity.owner(request),
     });
   }
 
   /** Whole file with exact sizes, as downloads expect. */
   app.post('/api/generate_tts', async (request, reply) => {
     const body = parseOrThrow(schema, request.body);
-    const started = await start(body, request.id, 'legacy');
+    const started = await start(body, request, 'legacy');
     cancelOnDisconnect(reply, started, () => app.speech.cancel(started.job.engine, started.jobId));
     const first = await awaitFirstRecord(started, app.speech, app.config.queueTimeoutS);
     const { body: audio, end } = await collectAll(first, started.stream);
@@ -54,7 +55,7 @@ export const legacyGenerateRoutes: FastifyPluginAsync = async (app) => {
    */
   app.post('/api/generate_tts/stream', async (request, reply) => {
     const body = parseOrThrow(schema, request.body);
-    const started = await start(body, request.id, 'legacy_sse');
+    const started = await start(body, request, 'legacy_sse');
     reply.raw.once('close', () => started.stream.close());
     // Validation and failures before the first chunk are plain JSON errors, not a stream.
     const first = await awaitFirstRecord(started, app.speech, app.config.queueTimeoutS);

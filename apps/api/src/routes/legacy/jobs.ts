@@ -1,18 +1,20 @@
 import { Readable } from 'node:stream';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ChorusError, decodeRecord, isTerminal, OUTPUT_SAMPLE_RATE } from '@chorus/shared';
 import { legacySse } from '../../relay/framing.ts';
 import { findJob, legacyJobBody, type StreamOutcome } from '../../services/job-lookup.ts';
 
 export const legacyJobRoutes: FastifyPluginAsync = async (app) => {
-  const lookup = async (id: string) => {
-    const view = await findJob(id, app.models.engines, (e, lane) => app.speech.queue(e, lane));
+  /** Another key's job is the same 404 as no job at all, so job ids cannot be probed. */
+  const lookup = async (id: string, request: FastifyRequest) => {
+    const found = await findJob(id, app.models.engines, (e, lane) => app.speech.queue(e, lane));
+    const view = found && (await app.identity.mayRead(request, found.data.owner)) ? found : undefined;
     if (!view) throw new ChorusError('TTS_ERR_NOT_FOUND', `No job with id '${id}'.`, { param: 'job_id' });
     return view;
   };
 
   app.get<{ Params: { job_id: string } }>('/api/jobs/:job_id', async (request) => {
-    const view = await lookup(request.params.job_id);
+    const view = await lookup(request.params.job_id, request);
     let outcome: StreamOutcome | undefined;
     if (view.status === 'queued' || view.status === 'running') {
       const [last] = await app.redis.xrevrangeBuffer(view.data.streamKey, '+', '-', 'COUNT', 1);
@@ -26,7 +28,7 @@ export const legacyJobRoutes: FastifyPluginAsync = async (app) => {
 
   /** Replays the job's stream from the start, or resumes after `Last-Event-ID`, while it is retained. */
   app.get<{ Params: { job_id: string } }>('/api/jobs/:job_id/events', async (request, reply) => {
-    const view = await lookup(request.params.job_id);
+    const view = await lookup(request.params.job_id, request);
     const lastEventId = request.headers['last-event-id'];
     let afterSeq: number | undefined;
     if (lastEventId !== undefined) {

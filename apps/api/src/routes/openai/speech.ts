@@ -43,6 +43,7 @@ export const speechRoutes: FastifyPluginAsync = async (app) => {
       preset: body.preset,
       route: body.stream_format === 'sse' ? 'speech_sse' : 'speech',
       requestId: request.id,
+      owner: await app.identity.owner(request),
     });
     cancelOnDisconnect(reply, started, () => app.speech.cancel(started.job.engine, started.jobId));
     const first = await awaitFirstRecord(started, app.speech, app.config.queueTimeoutS);

@@ -1,0 +1,112 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { FastifyRequest } from 'fastify';
+import { ChorusError } from '@chorus/shared';
+
+/** A configured key a request proved it holds (set by the auth plugin). */
+export interface ClientKey {
+  /** Position in the configured keys (API_KEYS, then ADMIN_API_KEY). */
+  index: number;
+  admin: boolean;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified key; undefined when keys are off or the route needed none. */
+    client?: ClientKey;
+  }
+}
+
+const hmac = (secret: Buffer, value: string) => createHmac('sha256', secret).update(value).digest();
+
+/**
+ * API key → client identity, the one place that knows it: the auth plugin asks `match`, the rate limit names
+ * budgets with `clientId`, job routes store `owner` and check `mayRead`. Keys never leave this module, not even
+ * as plain hashes.
+ *
+ * Two secrets, for two jobs:
+ * - comparing keys uses a random per-process HMAC key: every candidate becomes a fixed-length digest compared
+ *   against every configured key, so neither the key's length nor which key matched shows in the timing, and
+ *   the check needs nothing from Redis;
+ * - naming clients (budgets, job owners) uses one per-deployment secret that every replica must share and that
+ *   must live as long as the jobs it names. It is generated once and kept in Redis (SET NX), next to those jobs:
+ *   no variable for an operator to keep equal across replicas, the API starts while Redis is down (the secret is
+ *   fetched on first use, and everything that uses it needs Redis anyway), and a Redis that lost it lost the jobs
+ *   and budgets it named too. It needs a Redis that never evicts keys, as BullMQ does.
+ */
+export class ClientIdentity {
+  /** Keys are on when API_KEYS or ADMIN_API_KEY is set. */
+  readonly enabled: boolean;
+  readonly #keys: readonly string[];
+  readonly #adminIndex: number;
+  readonly #compareKey = randomBytes(32);
+  readonly #digests: readonly Buffer[];
+  readonly #redis: Redis;
+  readonly #secretKey: string;
+  #ids: Promise<string[]> | undefined;
+
+  constructor(opts: { apiKeys: readonly string[]; adminApiKey?: string; redis: Redis; secretKey: string }) {
+    this.#keys = [...opts.apiKeys, ...(opts.adminApiKey ? [opts.adminApiKey] : [])];
+    this.#adminIndex = opts.adminApiKey ? this.#keys.length - 1 : -1;
+    this.enabled = this.#keys.length > 0;
+    this.#digests = this.#keys.map((k) => hmac(this.#compareKey, k));
+    this.#redis = opts.redis;
+    this.#secretKey = opts.secretKey;
+  }
+
+  /** The configured key `token` is, or undefined. Compares against every key, without an early exit. */
+  match(token: string): ClientKey | undefined {
+    const candidate = hmac(this.#compareKey, token);
+    let found = -1;
+    let admin = false;
+    for (let i = 0; i < this.#digests.length; i++) {
+      const equal = timingSafeEqual(candidate, this.#digests[i]!);
+      found = equal ? i : found;
+      admin = admin || (equal && i === this.#adminIndex);
+    }
+    return found < 0 ? undefined : { index: found, admin };
+  }
+
+  /** The rate-limit budget: the verified key's identity, else the client address (unknown keys never get one). */
+  async clientId(request: FastifyRequest): Promise<string> {
+    return request.client ? `k:${await this.#idOf(request.client)}` : `ip:${request.ip}`;
+  }
+
+  /** What a new job stores as its owner: undefined while keys are off (jobs are open then). */
+  async owner(request: FastifyRequest): Promise<string | undefined> {
+    return request.client ? this.#idOf(request.client) : undefined;
+  }
+
+  /**
+   * Whether this request may see a job. Keys off: every job. Keys on: the admin key sees every job, other keys
+   * the jobs they created; a job without an owner (created while keys were off) only the admin.
+   */
+  async mayRead(request: FastifyRequest, owner: string | undefined): Promise<boolean> {
+    if (!this.enabled) return true;
+    if (!request.client) return false;
+    if (request.client.admin) return true;
+    return owner !== undefined && owner === (await this.#idOf(request.client));
+  }
+
+  async #idOf(key: ClientKey): Promise<string> {
+    this.#ids ??= this.#loadSecret().then(
+      (secret) => this.#keys.map((k) => hmac(secret, k).toString('hex').slice(0, 32)),
+      (err: unknown) => {
+        this.#ids = undefined; // try again on the next request
+        throw new ChorusError('TTS_ERR_BACKEND_UNAVAILABLE', 'The service backend is unavailable; retry shortly.', {
+          retryAfterS: 1,
+          cause: err,
+        });
+      },
+    );
+    return (await this.#ids)[key.index]!;
+  }
+
+  async #loadSecret(): Promise<Buffer> {
+    // First replica wins; the others read what it wrote.
+    await this.#redis.set(this.#secretKey, randomBytes(32).toString('hex'), 'NX');
+    const stored = await this.#redis.get(this.#secretKey);
+    if (!stored || !/^[0-9a-f]{64}$/.test(stored)) throw new Error(`${this.#secretKey} is missing or malformed`);
+    return Buffer.from(stored, 'hex');
+  }
+}
