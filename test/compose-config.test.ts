@@ -78,6 +78,16 @@ describe.skipIf(!HAS_COMPOSE)('docker-compose.yml', () => {
     expect(serviceBlock(config, 'grafana')).toContain(`deploy/grafana/dashboards:${dashPath}:ro`);
   });
 
+  it('the api trusts X-Forwarded-For from exactly the gateway: its fixed address, not every hop', async () => {
+    const config = await composeConfig('docker-compose.yml');
+    const gateway = /ipv4_address: (\S+)/.exec(serviceBlock(config, 'gateway'))?.[1];
+    expect(gateway).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    expect(serviceBlock(config, 'api')).toContain(`TRUST_PROXY: ${gateway}`);
+    // Static addresses must lie outside the range Docker hands out, or another container could take it first.
+    expect(config).toMatch(/ip_range: 172\.29\.85\.128\/25/);
+    expect(gateway!.split('.').map(Number)[3]).toBeLessThan(128);
+  });
+
   it('keeps the GPU reservation commented out, and the GPU overlay validates with it', async () => {
     const raw = readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8');
     expect(raw).toMatch(/^\s+#[\s-]+driver: nvidia/m);
@@ -92,5 +102,13 @@ describe.skipIf(!has('promtool'))('deploy/prometheus/prometheus.yml', () => {
   it('passes promtool check config', async () => {
     const { stdout } = await run('promtool', ['check', 'config', 'deploy/prometheus/prometheus.yml'], { cwd: ROOT });
     expect(stdout).toContain('SUCCESS');
+  });
+});
+
+describe('deploy/nginx/nginx.conf', () => {
+  it('sets X-Forwarded-For to the address it sees instead of appending to what the client sent', () => {
+    const nginx = readFileSync(path.join(ROOT, 'deploy/nginx/nginx.conf'), 'utf8');
+    expect(nginx).toMatch(/^\s*proxy_set_header X-Forwarded-For \$remote_addr;/m);
+    expect(nginx).not.toContain('$proxy_add_x_forwarded_for');
   });
 });
