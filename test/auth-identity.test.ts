@@ -24,7 +24,8 @@ async function sseEvents(res: Response): Promise<EventSourceMessage[]> {
 
 /** Status and error envelope, with the job id taken out so "someone else's job" and "no job" can be compared. */
 async function notFoundShape(res: Response, jobId: string) {
-  const body = (await res.json()) as { error: Record<string, unknown> };
+  const body = (await res.json()) as { error?: Record<string, unknown> };
+  if (!body.error) return { status: res.status, body };
   return { status: res.status, error: { ...body.error, message: String(body.error.message).replaceAll(jobId, '<id>') } };
 }
 

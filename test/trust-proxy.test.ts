@@ -56,6 +56,7 @@ describe('TRUST_PROXY and per-IP rate limits', () => {
     expect(await statusFrom(GATEWAY, '203.0.113.1, 198.51.100.1')).not.toBe(429);
     // Same nearest hop, different forged first entry: still one client.
     expect(await statusFrom(GATEWAY, '203.0.113.2, 198.51.100.1')).toBe(429);
+    expect(await statusFrom(GATEWAY, '203.0.113.1, 198.51.100.2')).not.toBe(429);
   });
 
   it('without it, the forwarded header is ignored (it could be forged): one budget for the proxy address', async () => {
