@@ -95,6 +95,10 @@ describe.skipIf(!HAS_COMPOSE)('docker-compose.yml', () => {
     const gpu = serviceBlock(await composeConfig('docker-compose.yml', 'docker-compose.gpu.yml'), 'worker');
     expect(gpu).toContain('driver: nvidia');
     expect(gpu).toContain('EXECUTION_PROVIDERS: cuda,cpu');
+    // The CUDA image (Dockerfile target `gpu`) with the CUDA build of onnxruntime-node.
+    expect(gpu).toContain('target: gpu');
+    expect(gpu).toContain('ONNXRUNTIME_NODE_INSTALL: cuda12');
+    expect(readFileSync(path.join(ROOT, 'apps/worker/Dockerfile'), 'utf8')).toMatch(/^FROM nvidia\/cuda:12[.\d]*-cudnn-runtime-\S+ AS gpu$/m);
   });
 });
 

@@ -101,12 +101,20 @@ describe('POST /v1/audio/speech through the OpenAI SDK', () => {
     expect(bySpeaker.audio.equals(byName.audio)).toBe(true);
   });
 
-  it('accepts every OpenAI model alias and the engine id', async () => {
+  it('accepts every OpenAI model alias and the engine id; with no neural worker alive, aliases fall through to espeak', async () => {
     for (const model of ['tts-1', 'tts-1-hd', 'gpt-4o-mini-tts', 'gpt-4o-mini-tts-2025-12-15', 'espeak']) {
       const { res, audio } = await speech({ model, voice: 'alloy', input: SHORT, response_format: 'pcm' });
       expect(res.status, model).toBe(200);
+      expect(res.headers.get('x-chorus-engine'), model).toBe('espeak');
       expect(audio.length).toBeGreaterThan(0);
     }
+    // The default chain names kokoro and piper first; as engine ids they are known models nobody serves here.
+    const kokoro = await fetch(`${stack.baseUrl}/v1/audio/speech`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'kokoro', voice: 'alloy', input: SHORT }),
+    });
+    expect(kokoro.status).toBe(503);
+    expect((await kokoro.json()).error.code).toBe('model_unavailable');
   });
 
   it('streams: the first chunk of a ~3,000 character input arrives well before the last chunk is produced', async () => {

@@ -51,7 +51,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(errorsPlugin);
   await app.register(cors, {
     origin: config.corsOrigins.length === 0 ? false : config.corsOrigins.includes('*') ? true : config.corsOrigins,
-    exposedHeaders: ['x-request-id', 'x-job-id', 'x-chorus-ignored-params', 'retry-after', 'retry-after-ms'],
+    exposedHeaders: ['x-request-id', 'x-job-id', 'x-chorus-engine', 'x-chorus-ignored-params', 'retry-after', 'retry-after-ms'],
     allowedHeaders: ['authorization', 'content-type', 'x-stainless-*', 'openai-organization', 'openai-project'],
     maxAge: 600,
   });

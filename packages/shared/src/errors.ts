@@ -22,7 +22,6 @@ export const ERRORS = {
   TTS_ERR_AUTH: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
   TTS_ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
   TTS_ERR_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'not_found' },
-  TTS_ERR_METHOD_NOT_ALLOWED: { status: 405, type: 'invalid_request_error', code: 'method_not_allowed' },
   TTS_ERR_PAYLOAD_TOO_LARGE: { status: 413, type: 'invalid_request_error', code: 'payload_too_large' },
   TTS_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, type: 'invalid_request_error', code: 'unsupported_media_type' },
   TTS_ERR_RATE_LIMITED: { status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded' },

@@ -13,8 +13,15 @@ export const DEFAULT_VOICES_FILE = fileURLToPath(new URL('../data/voices.json', 
 
 const SpeakerId = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - only');
 
-/** Engine-native voice name; it reaches an engine's argv, so it is held to a strict shape. */
-const EngineVoice = z.string().regex(/^[A-Za-z0-9_-]{1,40}(\+[A-Za-z0-9_-]{1,40})?$/, 'invalid engine voice name');
+/**
+ * Engine-native voice name: an espeak-ng voice (`en-us+f3`), a Piper voice (`en_US-lessac-medium`, or
+ * `voice/speaker` for a multi-speaker one), a Kokoro voice or blend (`af_bella(2)+af_sky(1)`). Held to a strict
+ * shape; the espeak engine, which puts its voice on a command line, checks its own stricter one.
+ */
+const EngineVoice = z
+  .string()
+  .max(200)
+  .regex(/^[A-Za-z0-9_.-]{1,80}(\(\d+(\.\d+)?\))?(\+[A-Za-z0-9_.-]{1,80}(\(\d+(\.\d+)?\))?)*(\/[A-Za-z0-9_.-]{1,80})?$/, 'invalid engine voice name');
 
 export const Preset = z
   .object({
@@ -42,14 +49,25 @@ const SpeakerEntry = z
   })
   .strict();
 
-/** `openai_voices` accepts `{ "speaker": "id" }` and the seed's bare form `"id"` or `"id.wav"`. */
-const VoiceMapping = z.union([SpeakerId, z.object({ speaker: SpeakerId }).strict()]);
+const EngineId = z.string().regex(/^[a-z0-9-]+$/);
+
+/**
+ * `openai_voices` accepts `{ "speaker": "id", "engines": { "kokoro": "af_alloy", ... } }` and the seed's bare form
+ * `"id"` or `"id.wav"`. `speaker` is the configured speaker (its own engine); `engines` names the voice each other
+ * engine uses for this name.
+ */
+const VoiceMapping = z.union([
+  SpeakerId,
+  z.object({ speaker: SpeakerId.optional(), engines: z.record(EngineId, EngineVoice).default({}) }).strict(),
+]);
 
 export const VoicesFile = z
   .object({
     default_speaker: SpeakerId,
     speakers: z.record(SpeakerId, SpeakerEntry),
     openai_voices: z.record(z.string(), VoiceMapping).default({}),
+    /** Each engine's voice for OpenAI names it has no mapping for (else the first voice its workers loaded). */
+    engine_defaults: z.record(EngineId, EngineVoice).default({}),
     presets: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), Preset).default({}),
   })
   .superRefine((file, ctx) => {
@@ -58,7 +76,9 @@ export const VoicesFile = z
       ctx.addIssue({ code: 'custom', path: ['default_speaker'], message: `no speaker "${file.default_speaker}"` });
     }
     for (const [name, mapping] of Object.entries(file.openai_voices)) {
-      const id = stripFileSuffix(typeof mapping === 'string' ? mapping : mapping.speaker);
+      const speaker = typeof mapping === 'string' ? mapping : mapping.speaker;
+      if (speaker === undefined) continue;
+      const id = stripFileSuffix(speaker);
       if (!ids.has(id)) ctx.addIssue({ code: 'custom', path: ['openai_voices', name], message: `no speaker "${id}"` });
     }
   });
@@ -66,7 +86,8 @@ export type VoicesFile = z.infer<typeof VoicesFile>;
 
 /** A speaker as jobs carry it: everything a worker needs, no lookups. */
 export const Speaker = z.object({
-  id: SpeakerId,
+  /** A configured speaker id, or `<engine>:<voice>` for an engine-native voice. */
+  id: z.string().min(1).max(300),
   name: z.string(),
   engine: z.string(),
   voice: EngineVoice.optional(),
@@ -84,7 +105,11 @@ function stripFileSuffix(id: string): string {
 export class VoiceCatalog {
   readonly defaultSpeaker: string;
   readonly #speakers: Map<string, Speaker>;
+  /** OpenAI name → its configured speaker id (names without one use the default speaker). */
   readonly #openai: Map<string, string>;
+  /** OpenAI name → engine → that engine's voice. */
+  readonly #openaiEngines: Map<string, Map<string, string>>;
+  readonly #engineDefaults: Map<string, string>;
   readonly presets: Readonly<Record<string, Preset>>;
 
   constructor(file: VoicesFile, voicesDir?: string) {
@@ -106,9 +131,13 @@ export class VoiceCatalog {
       });
     }
     this.#openai = new Map();
+    this.#openaiEngines = new Map();
     for (const [name, m] of Object.entries(file.openai_voices)) {
-      this.#openai.set(name, stripFileSuffix(typeof m === 'string' ? m : m.speaker));
+      const speaker = typeof m === 'string' ? m : m.speaker;
+      this.#openai.set(name, stripFileSuffix(speaker ?? file.default_speaker));
+      if (typeof m !== 'string') this.#openaiEngines.set(name, new Map(Object.entries(m.engines)));
     }
+    this.#engineDefaults = new Map(Object.entries(file.engine_defaults));
     this.presets = file.presets;
   }
 
@@ -130,10 +159,28 @@ export class VoiceCatalog {
 
   /** An OpenAI voice name, a speaker id or a file-style speaker name; undefined when none of these. */
   resolve(voice: string): Speaker | undefined {
-    if ((OPENAI_VOICES as readonly string[]).includes(voice) || this.#openai.has(voice)) {
-      return this.#speakers.get(this.#openai.get(voice) ?? this.defaultSpeaker);
-    }
-    return this.#speakers.get(stripFileSuffix(voice));
+    if (this.isOpenAiName(voice)) return this.#speakers.get(this.#openai.get(voice) ?? this.defaultSpeaker);
+    return this.speaker(voice);
+  }
+
+  /** One of OpenAI's 13 names, or another name the file maps like one. */
+  isOpenAiName(voice: string): boolean {
+    return (OPENAI_VOICES as readonly string[]).includes(voice) || this.#openai.has(voice);
+  }
+
+  /** A configured speaker by id or file-style name. */
+  speaker(id: string): Speaker | undefined {
+    return this.#speakers.get(stripFileSuffix(id));
+  }
+
+  /** The voice `engine` uses for an OpenAI name when the file maps one. */
+  engineVoiceFor(openaiName: string, engine: string): string | undefined {
+    return this.#openaiEngines.get(openaiName)?.get(engine);
+  }
+
+  /** `engine_defaults[engine]`. */
+  engineDefault(engine: string): string | undefined {
+    return this.#engineDefaults.get(engine);
   }
 
   speakers(): Speaker[] {

@@ -15,6 +15,10 @@ export const WorkerInfo = z.object({
   startedAt: z.number(),
   /** Accepting jobs; false while draining for shutdown. */
   accepting: z.boolean().default(true),
+  /** What each engine loaded and where it runs (absent in heartbeats of workers from before neural engines). */
+  models: z
+    .array(z.object({ engine: z.string(), device: z.string(), voices: z.array(z.string()) }))
+    .optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 

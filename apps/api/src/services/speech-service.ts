@@ -8,6 +8,7 @@ import type { StreamHub } from '../relay/stream-hub.ts';
 import type { JobStream } from '../relay/job-stream.ts';
 import { watchJob } from '../relay/job-watchdog.ts';
 import type { WorkerDirectory } from './worker-directory.ts';
+import { routeRequest, type Route } from './voice-router.ts';
 import { QueueAdmission } from './queue-admission.ts';
 import type { ReplicaAck } from './replica-ack.ts';
 
@@ -83,19 +84,17 @@ export class SpeechService {
     return q;
   }
 
-  /** Engine for a model name, or the 404 / 503 a client should get. */
-  async engineFor(model: string): Promise<string> {
-    const engine = this.#models.engineFor(model);
-    if (!engine) {
+  /**
+   * The engine and speaker for a request (voice-router.ts), or the 404 / 400 / 503 a client should get. An unknown
+   * model is a 404 even while Redis is down; everything else needs the live workers' view.
+   */
+  async route(model: string, voice: string, param = 'voice'): Promise<Route> {
+    if (!this.#models.enginesFor(model)) {
       throw new ChorusError('TTS_ERR_MODEL_NOT_FOUND', `The model '${model}' does not exist.`, { param: 'model' });
     }
-    const served = await this.#directory.servedEngines();
-    if (!served.has(engine)) {
-      throw new ChorusError('TTS_ERR_MODEL_UNAVAILABLE', `No worker is serving model '${model}' right now.`, {
-        retryAfterS: 2,
-      });
-    }
-    return engine;
+    this.assertBackendUp();
+    const live = await this.#directory.liveEngines();
+    return routeRequest(model, voice, { models: this.#models, voices: this.#voices, live, param });
   }
 
   resolveVoice(voice: string, param = 'voice'): Speaker {
@@ -125,10 +124,8 @@ export class SpeechService {
 
   /** Validates what needs the catalogue, subscribes, then enqueues (subscribe first: no chunk can be missed). */
   async start(p: SynthesisParams): Promise<StartedJob> {
-    const speaker = this.resolveVoice(p.voice);
     const preset = this.resolvePreset(p.preset);
-    this.assertBackendUp();
-    const engine = await this.engineFor(p.model);
+    const { engine, speaker } = await this.route(p.model, p.voice);
     const jobId = newJobId();
     const streamKey = this.#keys.audioStream(this.#relayId, jobId);
     const job: TtsJob = {

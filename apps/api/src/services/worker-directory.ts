@@ -3,6 +3,11 @@ import { liveWorkers, type RedisKeys, type WorkerInfo } from '@chorus/shared';
 
 const REFRESH_MS = 1000;
 
+export interface LiveEngine {
+  devices: Set<string>;
+  voices: Set<string> | undefined;
+}
+
 /**
  * The API's view of live workers, refreshed at most once a second so routing a request costs no Redis round
  * trip. A model whose engine no live worker serves is refused with 503 at once.
@@ -30,6 +35,28 @@ export class WorkerDirectory {
     const set = new Set<string>();
     for (const w of await this.workers()) if (w.accepting) for (const e of w.engines) set.add(e);
     return set;
+  }
+
+  /**
+   * What accepting live workers run, per engine: the devices its models run on and the voices they loaded
+   * (`voices` undefined when a worker predates voice reporting, or the engine's voices are configured speakers).
+   */
+  async liveEngines(): Promise<Map<string, LiveEngine>> {
+    const out = new Map<string, LiveEngine>();
+    for (const w of await this.workers()) {
+      if (!w.accepting) continue;
+      for (const engine of w.engines) if (!out.has(engine)) out.set(engine, { devices: new Set(), voices: undefined });
+      for (const m of w.models ?? []) {
+        const live = out.get(m.engine);
+        if (!live) continue;
+        live.devices.add(m.device);
+        if (m.voices.length > 0) {
+          live.voices ??= new Set();
+          for (const v of m.voices) live.voices.add(v);
+        }
+      }
+    }
+    return out;
   }
 
   refresh(): Promise<void> {

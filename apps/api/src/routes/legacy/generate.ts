@@ -45,6 +45,7 @@ export const legacyGenerateRoutes: FastifyPluginAsync = async (app) => {
       .header('content-length', file.length)
       .header('content-disposition', `attachment; filename="${started.jobId}.${info.extension}"`)
       .header('x-job-id', started.jobId)
+      .header('x-chorus-engine', started.job.engine)
       .header('x-audio-duration', end.durationS.toFixed(3))
       .send(file);
   });
@@ -63,7 +64,8 @@ export const legacyGenerateRoutes: FastifyPluginAsync = async (app) => {
       .type('text/event-stream; charset=utf-8')
       .header('cache-control', 'no-store')
       .header('x-accel-buffering', 'no')
-      .header('x-job-id', started.jobId);
+      .header('x-job-id', started.jobId)
+      .header('x-chorus-engine', started.job.engine);
     const labels = { route: 'legacy_sse', format: body.format, model: started.job.model };
     return reply.send(
       Readable.from(

@@ -1,25 +1,35 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { ChorusError } from '@chorus/shared';
+import type { LiveEngine } from '../../services/worker-directory.ts';
 
 /** A fixed creation time: models here are configuration, not artefacts with a history. */
 const CREATED = 1_700_000_000;
 
-function modelObject(id: string) {
-  return { id, object: 'model' as const, created: CREATED, owned_by: 'chorus' };
+/**
+ * OpenAI's model object, plus what live workers run it on: `engine` (where a request goes now, the first of the
+ * model's engines a live worker serves) and `devices` (cpu / cuda, from the workers' heartbeats).
+ */
+function modelObject(id: string, engine: string, live: ReadonlyMap<string, LiveEngine>) {
+  return {
+    id, object: 'model' as const, created: CREATED, owned_by: 'chorus',
+    engine, devices: [...(live.get(engine)?.devices ?? [])].sort(),
+  };
 }
 
 export const modelRoutes: FastifyPluginAsync = async (app) => {
-  app.get('/v1/models', { config: { auth: 'discovery' } }, async () => {
-    const served = await app.directory.servedEngines();
-    return { object: 'list', data: app.models.availableModels(served).map(modelObject) };
-  });
+  const available = async () => {
+    const live = await app.directory.liveEngines();
+    const served = new Set(live.keys());
+    return app.models.availableModels(served).map((id) => modelObject(id, app.models.routeFor(id, served)!, live));
+  };
+
+  app.get('/v1/models', { config: { auth: 'discovery' } }, async () => ({ object: 'list', data: await available() }));
 
   app.get<{ Params: { id: string } }>('/v1/models/:id', { config: { auth: 'discovery' } }, async (request) => {
-    const served = await app.directory.servedEngines();
-    const id = request.params.id;
-    if (!app.models.availableModels(served).includes(id)) {
-      throw new ChorusError('TTS_ERR_MODEL_NOT_FOUND', `The model '${id}' does not exist.`, { param: 'model' });
+    const model = (await available()).find((m) => m.id === request.params.id);
+    if (!model) {
+      throw new ChorusError('TTS_ERR_MODEL_NOT_FOUND', `The model '${request.params.id}' does not exist.`, { param: 'model' });
     }
-    return modelObject(id);
+    return model;
   });
 };

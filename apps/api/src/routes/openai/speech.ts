@@ -54,7 +54,7 @@ export const speechRoutes: FastifyPluginAsync = async (app) => {
       onError: (code: string) => app.metrics.streamFailures.inc({ code }),
     };
     const info = FORMAT_INFO[body.response_format];
-    reply.header('x-job-id', started.jobId);
+    reply.header('x-job-id', started.jobId).header('x-chorus-engine', started.job.engine);
 
     if (!streaming) {
       const { body: audio } = await collectAll(first, started.stream, hooks);
