@@ -30,6 +30,8 @@ export const TtsJob = z.object({
   /** realtime work runs ahead of batch items. */
   priority: z.enum(['realtime', 'batch']).default('realtime'),
   enqueuedAt: z.number(),
+  /** MAX_AUDIO_SECONDS when the job was accepted: the worker fails it once its audio passes this. */
+  maxAudioS: z.number().positive().optional(),
 });
 export type TtsJob = z.infer<typeof TtsJob>;
 /** What the API builds; defaults applied by the schema may be omitted. */
