@@ -19,6 +19,13 @@ const ListEnv = z
 
 const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
+/**
+ * MAX_AUDIO_SECONDS default: 20 min. 4,096 characters of English prose at speed 0.25 are 971 s (16.2 min) with
+ * espeak-ng; at 48,000 B/s (24 kHz 16-bit) one wav/pcm job's stream then holds at most 57.6 MB. Also the bound
+ * the worker applies to jobs queued before the API passed a limit.
+ */
+export const DEFAULT_MAX_AUDIO_SECONDS = 1200;
+
 const HostPort = z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port');
 
 /** Variables both apps read. */
@@ -73,6 +80,8 @@ const ApiEnv = CommonEnv.extend({
   /** Who may read GET /metrics while keys are on: `public`, any valid `key`, or only the `admin` key. */
   METRICS_AUTH: z.enum(['public', 'key', 'admin']).default('key'),
   SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),
+  /** Longest audio one request may produce (after speed); the worker fails a job that passes it. */
+  MAX_AUDIO_SECONDS: IntEnv(1, 86_400).default(DEFAULT_MAX_AUDIO_SECONDS),
 });
 
 const WorkerEnv = CommonEnv.extend({
@@ -172,6 +181,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
     trustProxy: e.TRUST_PROXY ?? false,
     metricsAuth: e.METRICS_AUTH,
     shutdownGraceS: e.SHUTDOWN_GRACE_S,
+    maxAudioSeconds: e.MAX_AUDIO_SECONDS,
   };
 }
 export type ApiConfig = ReturnType<typeof loadApiConfig>;

@@ -10,6 +10,8 @@ export interface ErrorSpec {
   status: number;
   type: ErrorType;
   code: string;
+  /** The request field a client should look at, when it is always the same one. */
+  param?: string;
 }
 
 export const ERRORS = {
@@ -19,6 +21,7 @@ export const ERRORS = {
   TTS_ERR_INVALID_TYPE: { status: 400, type: 'invalid_request_error', code: 'invalid_type' },
   TTS_ERR_VOICE_UNKNOWN: { status: 400, type: 'invalid_request_error', code: 'invalid_value' },
   TTS_ERR_INVALID_JSON: { status: 400, type: 'invalid_request_error', code: 'invalid_json' },
+  TTS_ERR_AUDIO_TOO_LONG: { status: 400, type: 'invalid_request_error', code: 'audio_too_long', param: 'input' },
   TTS_ERR_AUTH: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
   TTS_ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
   TTS_ERR_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'not_found' },
@@ -65,7 +68,7 @@ export class ChorusError extends Error {
     this.status = spec.status;
     this.type = spec.type;
     this.code = spec.code;
-    this.param = options.param ?? null;
+    this.param = options.param ?? spec.param ?? null;
     this.retryAfterS = options.retryAfterS;
   }
 

@@ -53,6 +53,7 @@ export class SpeechService {
   readonly #queues = new Map<string, Queue>();
   readonly #admission: QueueAdmission;
   readonly #replicaAck: ReplicaAck | undefined;
+  readonly #maxAudioS: number;
 
   constructor(opts: {
     redis: Redis; keys: RedisKeys; relayId: string; hub: StreamHub; directory: WorkerDirectory;
@@ -61,6 +62,8 @@ export class SpeechService {
     maxQueueDepth: number;
     /** Under Sentinel: wait for a replica to have each job before going on (no job lost in a failover). */
     replicaAck?: ReplicaAck;
+    /** MAX_AUDIO_SECONDS: passed in each job; the worker enforces it on the audio it produces. */
+    maxAudioSeconds: number;
   }) {
     this.#redis = opts.redis;
     this.#keys = opts.keys;
@@ -71,6 +74,7 @@ export class SpeechService {
     this.#voices = opts.voices;
     this.#admission = new QueueAdmission(opts.maxQueueDepth);
     this.#replicaAck = opts.replicaAck;
+    this.#maxAudioS = opts.maxAudioSeconds;
   }
 
   queue(engine: string, lane: Lane = 'realtime'): Queue {
@@ -133,7 +137,7 @@ export class SpeechService {
       speed: preset?.values.speed !== undefined && p.speed === 1 ? preset.values.speed : p.speed,
       lang: p.lang, instructions: p.instructions, seed: p.seed ?? preset?.values.seed,
       temperature: p.temperature ?? preset?.values.temperature, preset, route: p.route,
-      priority: p.priority ?? 'realtime', enqueuedAt: Date.now(), owner: p.owner,
+      priority: p.priority ?? 'realtime', enqueuedAt: Date.now(), owner: p.owner, maxAudioS: this.#maxAudioS,
     } satisfies TtsJobInput;
     const stream = this.#hub.subscribe(streamKey);
     const queue = this.queue(engine, job.priority);

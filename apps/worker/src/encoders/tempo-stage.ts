@@ -1,27 +1,63 @@
 import { PCM_INPUT_ARGS, tempoOutputArgs } from './ffmpeg-args.ts';
 import { FfmpegProcess } from './ffmpeg-process.ts';
 
+/** Where the tempo stage's PCM goes (the encoder); the stage waits for each call before it reads more. */
+export type TempoSink = (pcm: Buffer) => Promise<void>;
+
 /**
  * Time-stretches PCM with ffmpeg's atempo, for the part of the requested speed an engine cannot apply itself
- * (espeak-ng stops at 80 wpm ≈ 0.46×). Output goes to `sink` as PCM.
+ * (espeak-ng stops at 80 wpm ≈ 0.46×). Output goes to `sink` as PCM, one call at a time: the output stream is
+ * paused while a call is pending, so a slow encoder holds back ffmpeg, whose full stdin then holds back
+ * `write` (and the engine behind it). Without that, a long slow request piled its whole stretched audio up in
+ * the worker's memory (700 MB for opus). A failing sink stops the stage; `write`/`finish` reject with its error.
  */
 export class TempoStage {
   readonly #process: FfmpegProcess;
+  #sinkError: Error | undefined;
+  #pending: Promise<void> = Promise.resolve();
 
-  constructor(factor: number, sink: (pcm: Buffer) => void) {
+  constructor(factor: number, sink: TempoSink) {
     this.#process = new FfmpegProcess(PCM_INPUT_ARGS, tempoOutputArgs(factor));
-    this.#process.output.on('data', (chunk: Buffer) => sink(chunk));
+    const output = this.#process.output;
+    output.on('data', (chunk: Buffer) => {
+      output.pause();
+      this.#pending = sink(chunk).then(
+        () => {
+          if (!this.#sinkError) output.resume();
+        },
+        (err: unknown) => {
+          this.#sinkError ??= err as Error;
+          this.destroy();
+        },
+      );
+    });
   }
 
-  write(pcm: Buffer): Promise<void> {
-    return this.#process.write(pcm);
+  async write(pcm: Buffer): Promise<void> {
+    this.#throwIfSinkFailed();
+    try {
+      await this.#process.write(pcm);
+    } finally {
+      this.#throwIfSinkFailed();
+    }
   }
 
-  finish(): Promise<void> {
-    return this.#process.end();
+  /** Ends input; resolves after the last stretched PCM went through the sink. */
+  async finish(): Promise<void> {
+    this.#throwIfSinkFailed();
+    try {
+      await this.#process.end();
+      await this.#pending;
+    } finally {
+      this.#throwIfSinkFailed();
+    }
   }
 
   destroy(): void {
     this.#process.kill();
+  }
+
+  #throwIfSinkFailed(): void {
+    if (this.#sinkError) throw this.#sinkError;
   }
 }

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { EngineError, type SynthesisInput, type TtsEngine } from './engine.ts';
 import { parseWavHeader } from '../audio/wav.ts';
+import { plainText } from './plain-text.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -14,8 +15,8 @@ const MAX_RATE_WPM = 700;
 const SAMPLE_RATE = 22_050;
 
 /**
- * espeak-ng through its Debian CLI. User text goes to stdin, never argv; SSML (`-m`) stays off, and `[[`
- * (espeak's inline phoneme syntax) is broken up so text is always read as text. argv holds only validated
+ * espeak-ng through its Debian CLI. User text goes to stdin, never argv; SSML (`-m`) stays off, and the text is
+ * made plain text first ({@link plainText}: no phoneme input, no embedded commands). argv holds only validated
  * values: the voice name (a strict pattern from the voices file), and numbers.
  */
 export class EspeakEngine implements TtsEngine {
@@ -61,65 +62,80 @@ export class EspeakEngine implements TtsEngine {
     return args;
   }
 
-  async *synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer> {
-    signal.throwIfAborted();
-    const child = spawn(this.#binary, this.args(input), { stdio: ['pipe', 'pipe', 'pipe'], signal });
-    if (input.niceness && child.pid) {
-      try {
-        setPriority(child.pid, input.niceness);
-      } catch {
-        // not permitted: runs at normal priority
-      }
-    }
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
-    const exited = new Promise<number | null>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code) => resolve(code));
-    });
-    exited.catch(() => {}); // observed below; avoid an unhandled rejection if the consumer stops early
-    child.stdin.on('error', () => {}); // EPIPE when espeak exits early is reported through its exit code
-    child.stdin.end(sanitize(input.text), 'utf8');
-
-    try {
-      let header: Buffer | undefined = Buffer.alloc(0);
-      let odd: Buffer | undefined;
-      for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
-        let data = chunk;
-        if (header) {
-          header = Buffer.concat([header, data]);
-          const fmt = parseWavHeader(header);
-          if (!fmt) continue;
-          if (fmt.sampleRate !== SAMPLE_RATE || fmt.bitsPerSample !== 16 || fmt.channels !== 1) {
-            throw new EngineError(`unexpected espeak-ng output format ${JSON.stringify(fmt)}`);
-          }
-          data = header.subarray(fmt.dataOffset);
-          header = undefined;
-        }
-        if (odd) {
-          data = Buffer.concat([odd, data]);
-          odd = undefined;
-        }
-        if (data.length & 1) {
-          odd = data.subarray(data.length - 1);
-          data = data.subarray(0, data.length - 1);
-        }
-        if (data.length > 0) yield data;
-      }
-      const code = await exited;
-      if (code !== 0) throw new EngineError(`espeak-ng exited with ${code}: ${stderr.trim()}`);
-    } finally {
-      if (child.exitCode === null && !child.killed) child.kill('SIGKILL');
-    }
+  synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer> {
+    return runEspeak(this.#binary, this.args(input), plainText(input.text), signal, input.niceness);
   }
 }
 
-/** Keeps user text plain text for espeak-ng: no inline phoneme input, no control characters. */
-export function sanitize(text: string): string {
-  return (
-    text
-      .replace(/\[\[/g, '[ [')
-      // eslint-disable-next-line no-control-regex
-      .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, ' ') + '\n'
-  );
+/** Text espeak-ng must make a sound for: it has a letter or a digit. */
+const SPEAKABLE = /[\p{L}\p{N}]/u;
+
+/**
+ * One espeak-ng run: `text` (already plain text) on stdin, 16-bit PCM samples out as they come. A run that
+ * ends by a signal (espeak-ng segfaults on some inputs), exits non-zero, or yields no samples for text with
+ * letters or digits (espeak-ng then exits 0 with a bare WAV header) throws: audio is never silently lost.
+ * Error messages hold espeak-ng's stderr: for logs, not for clients.
+ */
+export async function* runEspeak(
+  binary: string,
+  args: string[],
+  text: string,
+  signal: AbortSignal,
+  niceness?: number,
+): AsyncGenerator<Buffer> {
+  signal.throwIfAborted();
+  const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'], signal });
+  if (niceness && child.pid) {
+    try {
+      setPriority(child.pid, niceness);
+    } catch {
+      // not permitted: runs at normal priority
+    }
+  }
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, sig) => resolve({ code, signal: sig }));
+  });
+  exited.catch(() => {}); // observed below; avoid an unhandled rejection if the consumer stops early
+  child.stdin.on('error', () => {}); // EPIPE when espeak exits early is reported through its exit code
+  child.stdin.end(`${text}\n`, 'utf8');
+
+  try {
+    let header: Buffer | undefined = Buffer.alloc(0);
+    let odd: Buffer | undefined;
+    let samples = 0;
+    for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+      let data = chunk;
+      if (header) {
+        header = Buffer.concat([header, data]);
+        const fmt = parseWavHeader(header);
+        if (!fmt) continue;
+        if (fmt.sampleRate !== SAMPLE_RATE || fmt.bitsPerSample !== 16 || fmt.channels !== 1) {
+          throw new EngineError(`unexpected espeak-ng output format ${JSON.stringify(fmt)}`);
+        }
+        data = header.subarray(fmt.dataOffset);
+        header = undefined;
+      }
+      if (odd) {
+        data = Buffer.concat([odd, data]);
+        odd = undefined;
+      }
+      if (data.length & 1) {
+        odd = data.subarray(data.length - 1);
+        data = data.subarray(0, data.length - 1);
+      }
+      samples += data.length / 2;
+      if (data.length > 0) yield data;
+    }
+    const { code, signal: killedBy } = await exited;
+    if (killedBy) throw new EngineError(`espeak-ng killed by ${killedBy}: ${stderr.trim()}`);
+    if (code !== 0) throw new EngineError(`espeak-ng exited with ${code}: ${stderr.trim()}`);
+    if (samples === 0 && SPEAKABLE.test(text)) {
+      throw new EngineError(`espeak-ng exited 0 without audio for ${text.length} characters: ${stderr.trim()}`);
+    }
+  } finally {
+    if (child.exitCode === null && !child.killed) child.kill('SIGKILL');
+  }
 }

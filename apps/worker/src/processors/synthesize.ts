@@ -3,7 +3,8 @@ import type { Redis } from 'ioredis';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
-  ChorusError, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, TtsJob, type TtsJobResult,
+  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, TtsJob,
+  type TtsJobResult,
 } from '@chorus/shared';
 import type { TtsEngine } from '../engines/engine.ts';
 import { BACKGROUND_NICENESS, type EncoderPool } from '../encoders/encoder-pool.ts';
@@ -23,6 +24,10 @@ export interface SynthesizeDeps {
   /** True when the job's cancel flag is set (client went away before we started). */
   isCancelled(jobId: string): Promise<boolean>;
 }
+
+/** Client-facing messages for failures whose detail is internal (it is logged with the request id instead). */
+export const ENGINE_FAILED_MESSAGE = 'Speech synthesis failed.';
+const CANCELLED_MESSAGE = 'The request was cancelled.';
 
 const resamplers = new Map<number, Resampler>();
 function resamplerFor(rate: number): Resampler {
@@ -55,14 +60,14 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     }
 
     if (await deps.isCancelled(job.id!)) {
-      await writer.fail('cancelled', 'request cancelled by the client');
+      await writer.fail(ERRORS.TTS_ERR_CANCELLED.code, CANCELLED_MESSAGE);
       deps.metrics.jobs.inc({ status: 'cancelled', engine: data.engine });
       throw new UnrecoverableError('cancelled before start');
     }
 
     const engine = deps.engines.get(data.engine);
     if (!engine) {
-      await writer.fail('model_unavailable', `engine ${data.engine} is not served by this worker`);
+      await writer.fail(ERRORS.TTS_ERR_MODEL_UNAVAILABLE.code, `No worker is serving model '${data.model}' right now.`);
       throw new UnrecoverableError(`engine ${data.engine} not served here`);
     }
 
@@ -76,35 +81,50 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const [minSpeed, maxSpeed] = engine.speedRange;
     const engineSpeed = Math.min(maxSpeed, Math.max(minSpeed, data.speed));
     const residualTempo = data.speed / engineSpeed;
-    const tempo =
-      Math.abs(residualTempo - 1) > 1e-3
-        ? new TempoStage(residualTempo, (pcm) => {
-            tempoOutBytes += pcm.length;
-            void encoder.write(pcm).catch(() => {});
-          })
-        : undefined;
-    let pcmBytes = 0;
-    let tempoOutBytes = 0;
-    const onAbort = () => {
+
+    // The audio limit, on the PCM the client gets (after tempo): the job fails as soon as its audio passes it,
+    // whatever the text (4,095 ideographs at speed 0.25 would be hours). Counted before the encoder sees the
+    // piece, so a limit passed before any encoded byte is out is a plain 400 to the client.
+    const maxAudioS = data.maxAudioS ?? DEFAULT_MAX_AUDIO_SECONDS;
+    const maxAudioBytes = Math.floor(maxAudioS * OUTPUT_SAMPLE_RATE) * OUTPUT_BYTES_PER_SAMPLE;
+    let audioBytes = 0;
+    let tooLong: ChorusError | undefined;
+    // Stops the engine (its child process) on a client cancel and on the limit alike.
+    const stop = new AbortController();
+    const toEncoder = async (pcm: Buffer) => {
+      audioBytes += pcm.length;
+      if (audioBytes > maxAudioBytes) {
+        tooLong ??= new ChorusError(
+          'TTS_ERR_AUDIO_TOO_LONG',
+          `The audio for this input would be longer than the limit of ${maxAudioS} seconds; ` +
+            'shorten the input or raise the speed.',
+        );
+        halt();
+        throw tooLong;
+      }
+      await encoder.write(pcm);
+    };
+    const tempo = Math.abs(residualTempo - 1) > 1e-3 ? new TempoStage(residualTempo, toEncoder) : undefined;
+    const halt = () => {
+      stop.abort();
       tempo?.destroy();
       encoder.destroy();
     };
-    abort.addEventListener('abort', onAbort, { once: true });
+    abort.addEventListener('abort', halt, { once: true });
 
     try {
       const resampler = resamplerFor(engine.sampleRate);
       const write = async (pcm24: Buffer) => {
         if (pcm24.length === 0) return;
-        pcmBytes += pcm24.length;
         if (tempo) await tempo.write(pcm24);
-        else await encoder.write(pcm24);
+        else await toEncoder(pcm24);
         // The engine's output is usually buffered already, so its iterator resolves on microtasks alone and
         // nothing else runs until the segment ends: one event-loop turn per piece lets the encoder's first bytes
         // (and Redis replies) through while the rest is resampled.
         await yieldToEventLoop();
       };
       for (const segment of segmentText(data.text)) {
-        abort.throwIfAborted();
+        stop.signal.throwIfAborted();
         // Resampled and encoded as the engine produces it: first audio does not wait for the whole first
         // segment (bench/input-length.ts). Same bytes as resampling the segment in one piece.
         const resampling = resampler.stream();
@@ -114,7 +134,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
             instructions: data.instructions, seed: data.seed, temperature: data.temperature,
             preset: data.preset?.values, niceness: background ? BACKGROUND_NICENESS : undefined,
           },
-          abort,
+          stop.signal,
         )) {
           await write(resampling.push(pcm));
         }
@@ -126,8 +146,8 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       await encoder.finish();
       await writer.drain();
       abort.throwIfAborted();
-      // After a tempo stage the audio is shorter or longer than what the engine made.
-      const durationS = (tempo ? tempoOutBytes : pcmBytes) / OUTPUT_BYTES_PER_SAMPLE / OUTPUT_SAMPLE_RATE;
+      if (tooLong) throw tooLong;
+      const durationS = audioBytes / OUTPUT_BYTES_PER_SAMPLE / OUTPUT_SAMPLE_RATE;
       await writer.end({ durationS, chars: data.text.length });
 
       const elapsedS = (Date.now() - started) / 1000;
@@ -135,18 +155,24 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       log.info({ bytes: writer.bytes, durationS, chunks: writer.chunks, elapsedS }, 'job completed');
       return { bytes: writer.bytes, durationS, chars: data.text.length, chunks: writer.chunks };
     } catch (err) {
-      onAbort();
+      halt();
       const cancelled = abort.aborted;
-      const e = err instanceof ChorusError ? err : undefined;
-      const code = cancelled ? 'cancelled' : (e?.code ?? 'engine_error');
-      const message = cancelled ? 'request cancelled' : (err as Error).message;
+      // What the client sees: a catalogue code and a message written for clients. Engine and ffmpeg messages
+      // (exit codes, stderr) go to the log only.
+      const failure = tooLong ?? err;
+      const known = failure instanceof ChorusError ? failure : undefined;
+      const code = cancelled ? ERRORS.TTS_ERR_CANCELLED.code : (known?.code ?? ERRORS.TTS_ERR_ENGINE_FAILED.code);
+      const message = cancelled ? CANCELLED_MESSAGE : (known?.message ?? ENGINE_FAILED_MESSAGE);
       await writer.fail(code, message).catch((failErr: unknown) => log.error({ err: failErr }, 'could not publish error record'));
       deps.metrics.jobs.inc({ status: cancelled ? 'cancelled' : 'failed', engine: data.engine });
       if (cancelled) log.info('job cancelled');
-      else log.warn({ err: (err as Error).message }, 'job failed');
+      else {
+        const audioS = audioBytes / OUTPUT_BYTES_PER_SAMPLE / OUTPUT_SAMPLE_RATE;
+        log.warn({ code, err: (failure as Error).message, audioS }, 'job failed');
+      }
       throw new UnrecoverableError(message);
     } finally {
-      abort.removeEventListener('abort', onAbort);
+      abort.removeEventListener('abort', halt);
       deps.metrics.busy.dec();
     }
   };

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Job } from 'bullmq';
+import { ERRORS } from '@chorus/shared';
 import { readStreamPosition, StreamWriter } from './stream-writer.ts';
 
 /** BullMQ's own reasons for failing a job without running the processor (maxStartedAttempts, maxStalledCount). */
@@ -20,6 +21,6 @@ export async function terminateStream(redis: Redis, job: Job, err: Error, ttlS: 
   const message = crashed
     ? `Synthesis stopped: this request kept crashing workers (${Math.max(1, job.attemptsStarted - 1)} times).`
     : 'Synthesis failed.';
-  await new StreamWriter(redis, key, ttlS, position).fail('engine_error', message);
+  await new StreamWriter(redis, key, ttlS, position).fail(ERRORS.TTS_ERR_ENGINE_FAILED.code, message);
   return true;
 }

@@ -32,6 +32,8 @@ export const TtsJob = z.object({
   enqueuedAt: z.number(),
   /** Who may read the job back (GET /api/jobs/{id}): a keyed hash of the API key that created it; none while keys are off. */
   owner: z.string().optional(),
+  /** MAX_AUDIO_SECONDS when the job was accepted: the worker fails it once its audio passes this. */
+  maxAudioS: z.number().positive().optional(),
 });
 export type TtsJob = z.infer<typeof TtsJob>;
 /** What the API builds; defaults applied by the schema may be omitted. */
