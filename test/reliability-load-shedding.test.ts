@@ -58,7 +58,7 @@ describe('load shedding', () => {
         const res = await speech(MEDIUM);
         const headersMs = performance.now() - t0;
         const body = Buffer.from(await res.arrayBuffer());
-        return { res, headersMs, body };
+        return { res, headersMs, body, doneMs: performance.now() - t0 };
       }),
     );
     const accepted = burst.filter((r) => r.res.status === 200);
@@ -69,8 +69,11 @@ describe('load shedding', () => {
     expect(shed.length).toBeGreaterThan(0);
     // One running plus at most MAX_DEPTH waiting at any moment; the burst lasts a few job times at most.
     expect(accepted.length).toBeGreaterThanOrEqual(1);
+    // Fast: refused at admission, not after waiting for a slot. Measured against the accepted jobs of the same
+    // burst (they run one after another), so a loaded machine slows both sides alike.
+    const lastAcceptedDoneMs = Math.max(...accepted.map((r) => r.doneMs));
     for (const r of shed) {
-      expect(r.headersMs).toBeLessThan(2000);
+      expect(r.headersMs).toBeLessThan(lastAcceptedDoneMs);
       expect(r.res.headers.get('retry-after')).toBe('1');
       expect(r.res.headers.get('retry-after-ms')).toBe('1000');
       expectEnvelope(JSON.parse(r.body.toString()), 'rate_limit_error', 'queue_full');
