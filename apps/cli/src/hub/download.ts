@@ -53,6 +53,7 @@ const MAX_REDIRECTS = 10;
 /** No byte for this long: the connection is treated as dropped. */
 const STALL_MS = 60_000;
 const MAX_BACKOFF_MS = 8000;
+const WRITE_BATCH = 1 << 20;
 const USER_AGENT = 'chorus-cli/0.1.0';
 
 export class HubClient {
@@ -179,17 +180,33 @@ export class HubClient {
     const fh = await open(part, append ? 'a' : 'w');
     let done = offset;
     try {
-      if (res.body) {
-        for await (const chunk of res.body) {
-          await fh.write(chunk);
-          done += chunk.length;
-          transfer.update(done);
+      // Fetch yields ~16-64 KB chunks; one write per WRITE_BATCH keeps syscalls (and thread-pool hops) down.
+      let pending: Uint8Array[] = [];
+      let pendingBytes = 0;
+      const flush = async () => {
+        if (pendingBytes === 0) return;
+        const buf = Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+        await fh.write(buf);
+        done += buf.length;
+        transfer.update(done);
+      };
+      try {
+        for await (const chunk of res.body ?? []) {
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          if (pendingBytes >= WRITE_BATCH) await flush();
           clearTimeout(timer);
           timer = setTimeout(() => stall.abort(new Error(`no data for ${STALL_MS / 1000} s`)), STALL_MS);
         }
+      } finally {
+        await flush(); // what arrived before a drop is kept for the resume
       }
       await fh.sync(); // the bytes are on disk before the file can take its final name
     } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.syscall === 'write' || e.syscall === 'fsync') throw new CliError(`${label}: cannot write ${part}: ${e.message}`);
       throw new RetryableError(`connection lost at ${formatBytes(done)}: ${reason(err)}`);
     } finally {
       clearTimeout(timer);
