@@ -35,7 +35,7 @@ function chorus(args: string[], env: Record<string, string | undefined> = {}, cm
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 50_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 150_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -229,7 +229,7 @@ describe.concurrent('chorus models pull', { timeout: 180_000 }, () => {
     const [missing, rev, unknown] = await Promise.all([
       chorus(['models', 'pull', 'piper:fr_FR-nobody-medium'], env()),
       chorus(['models', 'pull', 'piper:en_US-ryan-high', '--revision', 'v9'], env()),
-      chorus(['models', 'pull', 'whisper'], { ...env(), HF_ENDPOINT: 'not a url' }),
+      chorus(['models', 'pull', 'whisper'], env()),
     ]);
     for (const r of [missing, rev, unknown]) expect(r.code).toBe(1);
     expect(lastLine(missing.stderr)).toBe(
@@ -294,7 +294,7 @@ describe.concurrent('chorus models list / verify / rm', { timeout: 180_000 }, ()
     await hub.close();
     expect(r.code).toBe(0);
     return () => rm(pulled, { recursive: true, force: true });
-  });
+  }, 180_000);
   async function pulledDir(onTestFinished: (fn: () => Promise<void>) => void) {
     const dir = await mkdtemp(join(tmpdir(), 'chorus-models-'));
     onTestFinished(() => rm(dir, { recursive: true, force: true }));
