@@ -105,6 +105,15 @@ const WorkerEnv = CommonEnv.extend({
   WORKER_ID: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
 });
 
+/** The `chorus` command line (SPEC §8); flags override these. */
+const CliEnv = z.object({
+  MODELS_DIR: z.string().min(1).default('./models'),
+  /** Hugging Face hub (or a mirror) that `chorus models pull` downloads from. */
+  HF_ENDPOINT: z.string().url().default('https://huggingface.co'),
+  /** Sent as a Bearer token to HF_ENDPOINT only (never to the CDN it redirects to). */
+  HF_TOKEN: z.string().min(1).optional(),
+});
+
 export interface RedisConfig {
   url: string;
   sentinels: { host: string; port: number }[] | undefined;
@@ -207,3 +216,9 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
   };
 }
 export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
+
+export function loadCliConfig(env: NodeJS.ProcessEnv = process.env) {
+  const e = parseEnv(CliEnv, env);
+  return { modelsDir: e.MODELS_DIR, hfEndpoint: e.HF_ENDPOINT.replace(/\/+$/, ''), hfToken: e.HF_TOKEN };
+}
+export type CliConfig = ReturnType<typeof loadCliConfig>;
