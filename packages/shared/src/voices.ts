@@ -85,6 +85,7 @@ export class VoiceCatalog {
   readonly defaultSpeaker: string;
   readonly #speakers: Map<string, Speaker>;
   readonly #openai: Map<string, string>;
+  /** No prototype: a client's `preset` is looked up here, and `constructor` or `__proto__` must not resolve. */
   readonly presets: Readonly<Record<string, Preset>>;
 
   constructor(file: VoicesFile, voicesDir?: string) {
@@ -109,7 +110,9 @@ export class VoiceCatalog {
     for (const [name, m] of Object.entries(file.openai_voices)) {
       this.#openai.set(name, stripFileSuffix(typeof m === 'string' ? m : m.speaker));
     }
-    this.presets = file.presets;
+    const presets: Record<string, Preset> = Object.create(null);
+    for (const [name, values] of Object.entries(file.presets)) presets[name] = values;
+    this.presets = presets;
   }
 
   static load(file?: string, voicesDir?: string): VoiceCatalog {
