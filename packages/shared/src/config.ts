@@ -59,6 +59,12 @@ const ApiEnv = CommonEnv.extend({
     .transform((v): boolean | string[] => (v === 'true' ? true : v === 'false' ? false : v.split(',').map((x) => x.trim())))
     .optional(),
   SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),
+  /** Time to receive a whole request (headers and body); a client dribbling its body is cut with 408. */
+  REQUEST_TIMEOUT_S: IntEnv(1, 3600).default(60),
+  /** Time to receive the request headers (capped at REQUEST_TIMEOUT_S). */
+  HEADERS_TIMEOUT_S: IntEnv(1, 3600).default(15),
+  /** Idle time after a response before a keep-alive connection is closed. */
+  KEEP_ALIVE_TIMEOUT_S: IntEnv(1, 3600).default(72),
 });
 
 const WorkerEnv = CommonEnv.extend({
@@ -146,6 +152,9 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     trustProxy: e.TRUST_PROXY ?? false,
     shutdownGraceS: e.SHUTDOWN_GRACE_S,
+    requestTimeoutS: e.REQUEST_TIMEOUT_S,
+    headersTimeoutS: Math.min(e.HEADERS_TIMEOUT_S, e.REQUEST_TIMEOUT_S),
+    keepAliveTimeoutS: e.KEEP_ALIVE_TIMEOUT_S,
   };
 }
 export type ApiConfig = ReturnType<typeof loadApiConfig>;
