@@ -81,7 +81,7 @@ export async function* openaiSse(
  * last write, and the hub keeps renewing that while it has readers), patching a streamed WAV header's sizes on
  * the way. API memory per whole-file request is the relay's bound per reader, not the file: at most
  * HIGH_WATER_BYTES buffered plus one XREAD batch (COUNT_PER_STREAM records of at most 256 KiB, the worker's
- * MAX_RECORD_BYTES), plus the socket's buffers. The cost: the audio crosses from Redis twice.
+ * MAX_RECORD_BYTES), about 2.5 MiB, plus the socket's buffers. The cost: the audio crosses from Redis twice.
  */
 export async function awaitEnd(first: StreamEntry, stream: JobStream, hooks: RelayHooks = {}): Promise<EndRecord> {
   let end: EndRecord | undefined;

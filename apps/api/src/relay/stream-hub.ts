@@ -7,7 +7,13 @@ import { compareIds, JobStream, type StreamEntry } from './job-stream.ts';
 const BLOCK_MS = 5000;
 /** An XREAD BLOCK that has not returned by then sits on a dead connection (dropped without a reset). */
 const STUCK_MS = BLOCK_MS + 5000;
-const COUNT_PER_STREAM = 64;
+/**
+ * Entries per stream per read. Records are up to 256 KiB (the worker's MAX_RECORD_BYTES) and one read is delivered
+ * whole before a reader's high-water mark can pause it, so this bounds a catching-up reader (replay, whole file,
+ * resume) at HIGH_WATER_BYTES + COUNT_PER_STREAM × 256 KiB = 2.5 MiB. Live streams rarely have more than one or two
+ * new entries per read.
+ */
+export const COUNT_PER_STREAM = 8;
 
 /**
  * One blocking XREAD loop per API process serves every relayed job stream: 1,000 concurrent streams cost one
