@@ -68,7 +68,11 @@ export class StreamHub {
    * get another entry. One miss is forgiven: a Sentinel failover can lose a stream that its job's retry rewrites.
    */
   async refreshTtls(): Promise<void> {
-    if (this.#refreshing || this.#streamTtlS === undefined || this.#subs.size === 0) return;
+    if (this.#refreshing || this.#streamTtlS === undefined) return;
+    if (this.#subs.size === 0) {
+      this.#missing.clear();
+      return;
+    }
     this.#refreshing = true;
     try {
       const keys = [...this.#subs.keys()];
