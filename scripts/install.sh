@@ -16,6 +16,8 @@ command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 # Tests only: docker-compose validates docker-compose.yml offline; prometheus (with promtool) scrapes live metrics.
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
+# Tests only: nginx runs the gateway config (deploy/nginx/nginx.conf) in front of a test API.
+{ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing+=(nginx)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"
   sudo=""

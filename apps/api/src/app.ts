@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import cors from '@fastify/cors';
 import { loggerOptions, newRequestId, type ApiConfig } from '@chorus/shared';
-import { errorsPlugin } from './plugins/errors.ts';
+import { clientErrorHandler, errorsPlugin, frameworkErrorHandler, preflightCheck } from './plugins/errors.ts';
 import { authPlugin } from './plugins/auth.ts';
 import { servicesPlugin } from './plugins/services.ts';
 import { drainingPlugin } from './plugins/draining.ts';
@@ -32,6 +32,21 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
     // Draining answers new requests with our JSON 503 (plugins/draining.ts), not Fastify's plain one.
     return503OnClosing: false,
+    // Receiving a request is bounded (REQUEST_TIMEOUT_S, HEADERS_TIMEOUT_S: 408); sending one is not. Node's
+    // request timeout ends when the request is complete, so long audio and slow SSE readers are never cut, and no
+    // socket idle timeout (connectionTimeout 0) cuts a reader that pauses.
+    requestTimeout: config.requestTimeoutS * 1000,
+    keepAliveTimeout: config.keepAliveTimeoutS * 1000,
+    connectionTimeout: 0,
+    http: {
+      requestTimeout: config.requestTimeoutS * 1000,
+      headersTimeout: config.headersTimeoutS * 1000,
+      // Node checks these timeouts on this interval (default 30 s): a fraction of the shortest one.
+      connectionsCheckingInterval: Math.min(30_000, Math.max(250, (config.headersTimeoutS * 1000) / 4)),
+    },
+    // Errors found before routing or by Node itself leave as the JSON envelope too (plugins/errors.ts).
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
   });
 
   app.decorateRequest('startedAt', 0);
@@ -49,6 +64,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   app.removeContentTypeParser(['text/plain']);
 
   await app.register(errorsPlugin);
+  if (config.corsOrigins.length > 0) app.addHook('onRequest', preflightCheck); // before cors: see preflightCheck
   await app.register(cors, {
     origin: config.corsOrigins.length === 0 ? false : config.corsOrigins.includes('*') ? true : config.corsOrigins,
     exposedHeaders: ['x-request-id', 'x-job-id', 'x-chorus-engine', 'x-chorus-ignored-params', 'retry-after', 'retry-after-ms'],

@@ -82,6 +82,12 @@ const ApiEnv = CommonEnv.extend({
   SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),
   /** Longest audio one request may produce (after speed); the worker fails a job that passes it. */
   MAX_AUDIO_SECONDS: IntEnv(1, 86_400).default(DEFAULT_MAX_AUDIO_SECONDS),
+  /** Time to receive a whole request (headers and body); a client dribbling its body is cut with 408. */
+  REQUEST_TIMEOUT_S: IntEnv(1, 3600).default(60),
+  /** Time to receive the request headers (capped at REQUEST_TIMEOUT_S). */
+  HEADERS_TIMEOUT_S: IntEnv(1, 3600).default(15),
+  /** Idle time after a response before a keep-alive connection is closed. */
+  KEEP_ALIVE_TIMEOUT_S: IntEnv(1, 3600).default(72),
 });
 
 const WorkerEnv = CommonEnv.extend({
@@ -191,6 +197,9 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
     metricsAuth: e.METRICS_AUTH,
     shutdownGraceS: e.SHUTDOWN_GRACE_S,
     maxAudioSeconds: e.MAX_AUDIO_SECONDS,
+    requestTimeoutS: e.REQUEST_TIMEOUT_S,
+    headersTimeoutS: Math.min(e.HEADERS_TIMEOUT_S, e.REQUEST_TIMEOUT_S),
+    keepAliveTimeoutS: e.KEEP_ALIVE_TIMEOUT_S,
   };
 }
 export type ApiConfig = ReturnType<typeof loadApiConfig>;

@@ -110,6 +110,7 @@ export class VoiceCatalog {
   /** OpenAI name → engine → that engine's voice. */
   readonly #openaiEngines: Map<string, Map<string, string>>;
   readonly #engineDefaults: Map<string, string>;
+  /** No prototype: a client's `preset` is looked up here, and `constructor` or `__proto__` must not resolve. */
   readonly presets: Readonly<Record<string, Preset>>;
 
   constructor(file: VoicesFile, voicesDir?: string) {
@@ -138,7 +139,9 @@ export class VoiceCatalog {
       if (typeof m !== 'string') this.#openaiEngines.set(name, new Map(Object.entries(m.engines)));
     }
     this.#engineDefaults = new Map(Object.entries(file.engine_defaults));
-    this.presets = file.presets;
+    const presets: Record<string, Preset> = Object.create(null);
+    for (const [name, values] of Object.entries(file.presets)) presets[name] = values;
+    this.presets = presets;
   }
 
   static load(file?: string, voicesDir?: string): VoiceCatalog {

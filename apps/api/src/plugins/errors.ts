@@ -1,5 +1,7 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import fp from 'fastify-plugin';
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ChorusError, errorEnvelope, type ErrorName } from '@chorus/shared';
 
 /** Fastify's own failures (body parsing, limits) mapped to our catalogue. */
@@ -70,5 +72,67 @@ export const errorsPlugin = fp(
   },
   { name: 'errors' },
 );
+
+/**
+ * Fastify's `frameworkErrors`: failures found while routing, before any hook runs (a malformed URL such as
+ * `/v1/%zz`, a path parameter longer than maxParamLength), in the envelope instead of Fastify's own JSON.
+ */
+export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const error =
+    err.code === 'FST_ERR_BAD_URL'
+      ? new ChorusError('TTS_ERR_VALIDATION', 'The request URL is malformed (bad percent-encoding).')
+      : err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? new ChorusError('TTS_ERR_URI_TOO_LONG', 'A path parameter of the request URL is too long.')
+        : toChorusError(err);
+  request.log.info({ code: error.errorName }, error.message);
+  reply.header('x-request-id', request.id);
+  return sendError(reply, error);
+}
+
+/**
+ * Node's `clientError`: requests Node itself refuses (request timeout, oversized headers, unparsable HTTP) never
+ * reach Fastify. Answered on the socket with a full HTTP/1.1 response carrying the envelope, as Node does with
+ * its plain one: only when no response to this connection has started, then the connection is closed.
+ */
+export function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket) {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const error =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? new ChorusError('TTS_ERR_REQUEST_TIMEOUT', 'The request was not received in time.')
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? new ChorusError('TTS_ERR_HEADERS_TOO_LARGE', 'The request headers are too large.')
+        : new ChorusError('TTS_ERR_VALIDATION', 'The request is not valid HTTP.');
+  this.log.info({ code: error.errorName, err: err.code }, error.message);
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    const body = JSON.stringify(error.toEnvelope());
+    socket.end(
+      `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n` +
+        'Content-Type: application/json; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    // A client that keeps sending and never reads must not hold the socket open.
+    setTimeout(() => socket.destroy(), 1000).unref();
+  } else {
+    socket.destroy();
+  }
+}
+
+/**
+ * @fastify/cors answers an OPTIONS request that is not a CORS preflight (no Origin or no
+ * Access-Control-Request-Method) with a plain-text 400; this hook, registered before it, answers it with the
+ * envelope instead.
+ */
+export async function preflightCheck(request: FastifyRequest, reply: FastifyReply) {
+  if (request.method !== 'OPTIONS') return;
+  if (request.headers.origin && request.headers['access-control-request-method']) return;
+  return sendError(
+    reply,
+    new ChorusError(
+      'TTS_ERR_VALIDATION',
+      'OPTIONS is only answered as a CORS preflight: send Origin and Access-Control-Request-Method.',
+    ),
+  );
+}
 
 export { errorEnvelope };

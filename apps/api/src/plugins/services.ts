@@ -41,7 +41,7 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     const redis = createRedisClient(config.redis, 'producer', app.log as never);
     const blocking = createRedisClient(config.redis, 'blocking', app.log as never);
     const relayId = randomBytes(8).toString('hex');
-    const hub = new StreamHub(blocking, redis, keys.wakeStream(relayId), app.log);
+    const hub = new StreamHub(blocking, redis, keys.wakeStream(relayId), app.log, config.streamTtlS);
     const directory = new WorkerDirectory(redis, keys);
     const speech = new SpeechService({
       redis, keys, relayId, hub, directory, models, voices, maxQueueDepth: config.maxQueueDepth,

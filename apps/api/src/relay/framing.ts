@@ -1,3 +1,4 @@
+import { ChorusError } from '@chorus/shared';
 import type { EndRecord } from '@chorus/shared/stream-protocol';
 import { errorFromRecord } from './first-record.ts';
 import type { JobStream, StreamEntry } from './job-stream.ts';
@@ -73,22 +74,57 @@ export async function* openaiSse(
   yield sse('[DONE]');
 }
 
-/** The whole file, for `stream: false`. A streamed WAV header gets its exact sizes. */
-export async function collectAll(first: StreamEntry, stream: JobStream, hooks: RelayHooks = {}) {
-  const parts: Buffer[] = [];
+/**
+ * Whole files (`stream: false`, `/api/generate_tts`) are served without holding them: {@link awaitEnd} follows the
+ * job's stream, dropping its bytes, until the end record gives the exact size for `Content-Length`; then
+ * {@link replayFile} relays the stream again from its first entry (the stream is retained STREAM_TTL_S after its
+ * last write, and the hub keeps renewing that while it has readers), patching a streamed WAV header's sizes on
+ * the way. API memory per whole-file request is the relay's bound per reader, not the file: at most
+ * HIGH_WATER_BYTES buffered plus one XREAD batch (COUNT_PER_STREAM records of at most 256 KiB, the worker's
+ * MAX_RECORD_BYTES), about 2.5 MiB, plus the socket's buffers. The cost: the audio crosses from Redis twice.
+ */
+export async function awaitEnd(first: StreamEntry, stream: JobStream, hooks: RelayHooks = {}): Promise<EndRecord> {
   let end: EndRecord | undefined;
   for await (const chunk of rawAudio(first, stream, { ...hooks, onEnd: (e) => { end = e; hooks.onEnd?.(e); } })) {
-    parts.push(chunk);
+    void chunk; // dropped: replayFile reads these bytes again
   }
-  const body = Buffer.concat(parts);
-  return { body, end: end! };
+  return end!;
 }
 
-/** Rewrites the 0xFFFFFFFF size fields of a streamed 44-byte WAV header in place. */
-export function fixWavSizes(wav: Buffer): Buffer {
+/** WAV header bytes this relay patches (RIFF size at 4, data size at 40). */
+const WAV_HEADER_BYTES = 44;
+
+/** Relays a finished stream from its start (see {@link awaitEnd}); fails if it does not add up to `end.bytes`. */
+export async function* replayFile(stream: JobStream, end: EndRecord, wav: boolean): AsyncGenerator<Buffer> {
+  let sent = 0;
+  // Held back until the whole WAV header is there (at most 44 bytes plus one record), then patched as one copy:
+  // records are shared with other readers of the same stream and are never written to.
+  let head: Buffer[] | undefined = wav ? [] : undefined;
+  let headBytes = 0;
+  for await (const { record: r } of stream) {
+    if (r.type === 'error') throw errorFromRecord(r.code, r.message);
+    if (r.type === 'end') break;
+    sent += r.data.length;
+    if (!head) {
+      yield r.data;
+      continue;
+    }
+    head.push(r.data);
+    headBytes += r.data.length;
+    if (headBytes < WAV_HEADER_BYTES) continue;
+    const patched = fixWavSizes(Buffer.concat(head), end.bytes);
+    head = undefined;
+    yield patched;
+  }
+  if (head && headBytes > 0) yield Buffer.concat(head);
+  if (sent !== end.bytes) throw new Error(`replayed ${sent} of ${end.bytes} bytes`);
+}
+
+/** Rewrites the 0xFFFFFFFF size fields of a streamed 44-byte WAV header in place; `total` = whole file size. */
+export function fixWavSizes(wav: Buffer, total = wav.length): Buffer {
   if (wav.length >= 44 && wav.toString('ascii', 0, 4) === 'RIFF' && wav.toString('ascii', 36, 40) === 'data') {
-    wav.writeUInt32LE(wav.length - 8, 4);
-    wav.writeUInt32LE(wav.length - 44, 40);
+    wav.writeUInt32LE(total - 8, 4);
+    wav.writeUInt32LE(total - 44, 40);
   }
   return wav;
 }
@@ -108,7 +144,9 @@ function legacyEvent(data: unknown, id?: number): string {
 /**
  * Legacy SSE: `start` (only when not resuming), one `audio` event per record with `id: <seq>`, then `done` or
  * `error` with the terminal record's seq as id. A client that reconnects with `Last-Event-ID: k` gets exactly the
- * records after k.
+ * records after k, and always the terminal event (also when k is at or past it): an EventSource that got no
+ * terminal event reconnects forever. A stream that fails (vanished, Redis lost) ends with an `error` event
+ * without an id, never with a silent close or a hang.
  */
 export async function* legacySse(
   entries: AsyncIterable<StreamEntry>,
@@ -119,26 +157,34 @@ export async function* legacySse(
     yield legacyEvent({ type: 'start', job_id: opts.jobId, format: opts.format, sample_rate: opts.sampleRate });
   }
   let sent = false;
-  for await (const { record: r } of entries) {
-    if (opts.afterSeq !== undefined && r.seq <= opts.afterSeq) continue;
-    if (r.type === 'audio') {
-      if (!sent) hooks.onFirstAudio?.();
-      sent = true;
-      yield legacyEvent({ type: 'audio', seq: r.seq, audio: r.data.toString('base64') }, r.seq);
-    } else if (r.type === 'end') {
-      hooks.onEnd?.(r);
-      yield legacyEvent(
-        { type: 'done', job_id: opts.jobId, duration_s: r.durationS, bytes: r.bytes, chars: r.chars },
-        r.seq,
-      );
-      return;
-    } else {
-      if (sent) hooks.onError?.(r.code);
-      const e = errorFromRecord(r.code, r.message);
-      yield legacyEvent({ type: 'error', message: e.message, code: e.code }, r.seq);
-      return;
+  try {
+    for await (const { record: r } of entries) {
+      if (opts.afterSeq !== undefined && r.seq <= opts.afterSeq && r.type === 'audio') continue;
+      if (r.type === 'audio') {
+        if (!sent) hooks.onFirstAudio?.();
+        sent = true;
+        yield legacyEvent({ type: 'audio', seq: r.seq, audio: r.data.toString('base64') }, r.seq);
+      } else if (r.type === 'end') {
+        hooks.onEnd?.(r);
+        yield legacyEvent(
+          { type: 'done', job_id: opts.jobId, duration_s: r.durationS, bytes: r.bytes, chars: r.chars },
+          r.seq,
+        );
+        return;
+      } else {
+        if (sent) hooks.onError?.(r.code);
+        const e = errorFromRecord(r.code, r.message);
+        yield legacyEvent({ type: 'error', message: e.message, code: e.code }, r.seq);
+        return;
+      }
     }
+  } catch (err) {
+    const e = err instanceof ChorusError ? err : new ChorusError('TTS_ERR_INTERNAL', 'The audio stream failed.');
+    if (sent) hooks.onError?.(e.code);
+    yield legacyEvent({ type: 'error', message: e.message, code: e.code });
+    return;
   }
+  // Closed by its reader (the client went away): nothing is listening any more.
 }
 
 /** Prepends an already-read entry to the rest of a stream. */

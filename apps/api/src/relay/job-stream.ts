@@ -20,6 +20,8 @@ export class JobStream implements AsyncIterable<StreamEntry> {
   lastId: string;
   /** When the hub last delivered a record (the job watchdog looks at streams that went quiet). */
   lastDeliveryAt = Date.now();
+  /** The stream is known to exist (a replay): the hub fails this reader when it vanishes, see StreamHub.refreshTtls. */
+  mustExist = false;
   #buffer: StreamEntry[] = [];
   #bufferedBytes = 0;
   #waiter: (() => void) | undefined;

@@ -1,12 +1,19 @@
 import type { Redis } from 'ioredis';
 import type { FastifyBaseLogger } from 'fastify';
+import { ChorusError } from '@chorus/shared';
 import { decodeRecord } from '@chorus/shared/stream-protocol';
 import { compareIds, JobStream, type StreamEntry } from './job-stream.ts';
 
 const BLOCK_MS = 5000;
 /** An XREAD BLOCK that has not returned by then sits on a dead connection (dropped without a reset). */
 const STUCK_MS = BLOCK_MS + 5000;
-const COUNT_PER_STREAM = 64;
+/**
+ * Entries per stream per read. Records are up to 256 KiB (the worker's MAX_RECORD_BYTES) and one read is delivered
+ * whole before a reader's high-water mark can pause it, so this bounds a catching-up reader (replay, whole file,
+ * resume) at HIGH_WATER_BYTES + COUNT_PER_STREAM × 256 KiB = 2.5 MiB. Live streams rarely have more than one or two
+ * new entries per read.
+ */
+export const COUNT_PER_STREAM = 8;
 
 /**
  * One blocking XREAD loop per API process serves every relayed job stream: 1,000 concurrent streams cost one
@@ -24,18 +31,75 @@ export class StreamHub {
   #running = false;
   #loop: Promise<void> | undefined;
   #wakePending = false;
+  readonly #streamTtlS: number | undefined;
+  #keepAlive: NodeJS.Timeout | undefined;
+  #refreshing = false;
+  /** Keys found missing by the last TTL refresh (a second miss in a row fails their readers). */
+  #missing = new Set<string>();
 
-  constructor(blocking: Redis, command: Redis, wakeKey: string, logger: FastifyBaseLogger) {
+  /**
+   * `streamTtlS` (STREAM_TTL_S) turns on the keep-alive of relayed streams: the worker's TTL counts from its last
+   * write, and a reader slower than that (a client playing in real time, a paused one) would find the rest of its
+   * audio expired. Every min(TTL/3, 30 s) one pipelined EXPIRE renews the TTL of every stream with a reader.
+   */
+  constructor(blocking: Redis, command: Redis, wakeKey: string, logger: FastifyBaseLogger, streamTtlS?: number) {
     this.#blocking = blocking;
     this.#command = command;
     this.#wakeKey = wakeKey;
     this.#logger = logger;
+    this.#streamTtlS = streamTtlS;
   }
 
   start(): void {
     if (this.#running) return;
     this.#running = true;
     this.#loop = this.#run();
+    if (this.#streamTtlS !== undefined) {
+      const everyMs = Math.min((this.#streamTtlS * 1000) / 3, 30_000);
+      this.#keepAlive = setInterval(() => void this.refreshTtls(), everyMs);
+      this.#keepAlive.unref();
+    }
+  }
+
+  /**
+   * Renews the TTL of every stream that has a reader, in one pipelined call. A stream with a reader that was
+   * already fed from it (or that must exist, `mustExist`) and that is missing twice in a row has vanished
+   * (evicted, deleted): its readers fail, so routes end with an error instead of waiting on a key that will never
+   * get another entry. One miss is forgiven: a Sentinel failover can lose a stream that its job's retry rewrites.
+   */
+  async refreshTtls(): Promise<void> {
+    if (this.#refreshing || this.#streamTtlS === undefined) return;
+    if (this.#subs.size === 0) {
+      this.#missing.clear();
+      return;
+    }
+    this.#refreshing = true;
+    try {
+      const keys = [...this.#subs.keys()];
+      const pipeline = this.#command.pipeline();
+      for (const key of keys) pipeline.expire(key, this.#streamTtlS);
+      const replies = (await pipeline.exec()) ?? [];
+      const missing = new Set<string>();
+      keys.forEach((key, i) => {
+        const [err, found] = replies[i] ?? [new Error('no reply'), undefined];
+        if (err || found !== 0) return;
+        const readers = [...(this.#subs.get(key) ?? [])].filter((s) => !s.settled && (s.mustExist || s.lastId !== '0-0'));
+        if (readers.length === 0) return;
+        if (!this.#missing.has(key)) {
+          missing.add(key);
+          return;
+        }
+        this.#logger.warn({ key }, 'relayed stream vanished');
+        for (const s of readers) {
+          s.fail(new ChorusError('TTS_ERR_INTERNAL', 'The audio stream is no longer available; retry the request.'));
+        }
+      });
+      this.#missing = missing;
+    } catch (err) {
+      this.#logger.debug({ err: (err as Error).message }, 'relay TTL refresh failed');
+    } finally {
+      this.#refreshing = false;
+    }
   }
 
   /** Streams currently relayed (for metrics). */
@@ -45,9 +109,13 @@ export class StreamHub {
     return n;
   }
 
-  /** Reads `key` from just after `fromId` (`0-0` = from the start). */
-  subscribe(key: string, fromId = '0-0'): JobStream {
+  /**
+   * Reads `key` from just after `fromId` (`0-0` = from the start). `mustExist`: the stream is known to have been
+   * written (a replay), so its absence means it vanished.
+   */
+  subscribe(key: string, fromId = '0-0', opts: { mustExist?: boolean } = {}): JobStream {
     const stream = new JobStream(key, fromId, (s) => this.#remove(s), () => this.wake());
+    stream.mustExist = opts.mustExist ?? false;
     let set = this.#subs.get(key);
     if (!set) this.#subs.set(key, (set = new Set()));
     set.add(stream);
@@ -137,6 +205,7 @@ export class StreamHub {
 
   async close(): Promise<void> {
     this.#running = false;
+    clearInterval(this.#keepAlive);
     for (const set of this.#subs.values()) for (const s of set) s.fail(new Error('relay closed'));
     // Break the blocked XREAD: disconnecting is the only way to interrupt it from this side.
     this.#blocking.disconnect();

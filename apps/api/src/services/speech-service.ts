@@ -115,7 +115,8 @@ export class SpeechService {
 
   resolvePreset(name: string | undefined, param = 'preset') {
     if (name === undefined) return undefined;
-    const values = this.#voices.presets[name];
+    // Own keys only: the name comes from the client (`constructor`, `__proto__` are properties of every object).
+    const values = Object.hasOwn(this.#voices.presets, name) ? this.#voices.presets[name] : undefined;
     if (!values) {
       throw new ChorusError(
         'TTS_ERR_VALIDATION',

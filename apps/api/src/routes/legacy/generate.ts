@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { FORMAT_INFO, legacyTtsRequestSchema, OUTPUT_SAMPLE_RATE, parseOrThrow, type LegacyTtsRequest } from '@chorus/shared';
 import { awaitFirstRecord } from '../../relay/first-record.ts';
-import { collectAll, fixWavSizes, legacySse, withFirst } from '../../relay/framing.ts';
+import { awaitEnd, legacySse, replayFile, withFirst } from '../../relay/framing.ts';
 import { cancelOnDisconnect } from '../openai/speech.ts';
 
 /**
@@ -31,23 +31,24 @@ export const legacyGenerateRoutes: FastifyPluginAsync = async (app) => {
     });
   }
 
-  /** Whole file with exact sizes, as downloads expect. */
+  /** Whole file with exact sizes, as downloads expect; relayed, not held in memory (relay/framing.ts). */
   app.post('/api/generate_tts', async (request, reply) => {
     const body = parseOrThrow(schema, request.body);
     const started = await start(body, request, 'legacy');
     cancelOnDisconnect(reply, started, () => app.speech.cancel(started.job.engine, started.jobId));
     const first = await awaitFirstRecord(started, app.speech, app.config.queueTimeoutS);
-    const { body: audio, end } = await collectAll(first, started.stream);
-    const file = body.format === 'wav' ? fixWavSizes(audio) : audio;
+    const end = await awaitEnd(first, started.stream);
+    const file = app.hub.subscribe(started.job.streamKey, '0-0', { mustExist: true });
+    reply.raw.once('close', () => file.close());
     const info = FORMAT_INFO[body.format];
     return reply
       .type(info.contentType)
-      .header('content-length', file.length)
+      .header('content-length', end.bytes)
       .header('content-disposition', `attachment; filename="${started.jobId}.${info.extension}"`)
       .header('x-job-id', started.jobId)
       .header('x-chorus-engine', started.job.engine)
       .header('x-audio-duration', end.durationS.toFixed(3))
-      .send(file);
+      .send(Readable.from(replayFile(file, end, body.format === 'wav'), { objectMode: false }));
   });
 
   /**

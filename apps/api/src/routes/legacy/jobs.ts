@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ChorusError, decodeRecord, isTerminal, OUTPUT_SAMPLE_RATE } from '@chorus/shared';
 import { legacySse } from '../../relay/framing.ts';
+import { watchJob } from '../../relay/job-watchdog.ts';
 import { findJob, legacyJobBody, type StreamOutcome } from '../../services/job-lookup.ts';
 
 export const legacyJobRoutes: FastifyPluginAsync = async (app) => {
@@ -45,8 +46,10 @@ export const legacyJobRoutes: FastifyPluginAsync = async (app) => {
         param: 'job_id',
       });
     }
-    const stream = app.hub.subscribe(view.data.streamKey);
+    const stream = app.hub.subscribe(view.data.streamKey, '0-0', { mustExist: finished });
     reply.raw.once('close', () => stream.close());
+    // A job that ends without a terminal record on its stream must still end this response (an error event).
+    if (!finished) watchJob(stream, app.speech.queue(view.data.engine, view.data.priority), view.job.id!);
     reply
       .type('text/event-stream; charset=utf-8')
       .header('cache-control', 'no-store')

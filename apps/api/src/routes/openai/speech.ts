@@ -4,7 +4,7 @@ import {
   FORMAT_INFO, parseOrThrow, SPEECH_FIELDS, speechRequestSchema, type SpeechRequest,
 } from '@chorus/shared';
 import { awaitFirstRecord } from '../../relay/first-record.ts';
-import { collectAll, fixWavSizes, openaiSse, rawAudio } from '../../relay/framing.ts';
+import { awaitEnd, openaiSse, rawAudio, replayFile } from '../../relay/framing.ts';
 import type { StartedJob } from '../../services/speech-service.ts';
 import { countQueuedCancel } from '../../count-queued-cancel.ts';
 
@@ -25,7 +25,7 @@ export const speechRoutes: FastifyPluginAsync = async (app) => {
     const raw = request.body;
     const body: SpeechRequest = parseOrThrow(schema, raw);
     const ignored = Object.keys(raw as object).filter((k) => !(SPEECH_FIELDS as readonly string[]).includes(k));
-    if (ignored.length > 0) reply.header('x-chorus-ignored-params', ignored.join(','));
+    if (ignored.length > 0) reply.header('x-chorus-ignored-params', ignoredParamsHeader(ignored));
     const streaming = (raw as { stream?: unknown }).stream === undefined
       ? (streamFromQuery(request.query) ?? body.stream)
       : body.stream;
@@ -57,9 +57,14 @@ export const speechRoutes: FastifyPluginAsync = async (app) => {
     reply.header('x-job-id', started.jobId).header('x-chorus-engine', started.job.engine);
 
     if (!streaming) {
-      const { body: audio } = await collectAll(first, started.stream, hooks);
-      const file = body.response_format === 'wav' ? fixWavSizes(audio) : audio;
-      return reply.type(info.contentType).header('content-length', file.length).send(file);
+      // Not held in memory: the size comes from the end record, the bytes from a replay (relay/framing.ts).
+      const end = await awaitEnd(first, started.stream, hooks);
+      const file = app.hub.subscribe(started.job.streamKey, '0-0', { mustExist: true });
+      reply.raw.once('close', () => file.close());
+      return reply
+        .type(info.contentType)
+        .header('content-length', end.bytes)
+        .send(Readable.from(replayFile(file, end, body.response_format === 'wav'), { objectMode: false }));
     }
     if (body.stream_format === 'sse') {
       reply
@@ -72,6 +77,30 @@ export const speechRoutes: FastifyPluginAsync = async (app) => {
     return reply.send(Readable.from(rawAudio(first, started.stream, hooks), { objectMode: false }));
   });
 };
+
+/** Longest `x-chorus-ignored-params` value: clients cap response headers (undici: 16 KiB in all). */
+const IGNORED_HEADER_MAX = 1024;
+
+/**
+ * Names of ignored body fields as a header value. A JSON key can hold anything (control characters, non-Latin-1),
+ * which Node refuses in a header (a 500): each name is percent-encoded (plain names stay as they are), and names
+ * past IGNORED_HEADER_MAX characters (and lone surrogates) are left out.
+ */
+export function ignoredParamsHeader(names: string[]): string {
+  let out = '';
+  for (const name of names) {
+    let encoded: string;
+    try {
+      encoded = encodeURIComponent(name);
+    } catch {
+      continue; // a lone UTF-16 surrogate has no encoding
+    }
+    const next = out === '' ? encoded : `${out},${encoded}`;
+    if (next.length > IGNORED_HEADER_MAX) break;
+    out = next;
+  }
+  return out;
+}
 
 declare module 'fastify' {
   interface FastifyRequest {
