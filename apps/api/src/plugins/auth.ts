@@ -22,12 +22,17 @@ export const authPlugin = fp<{ publicDiscovery: boolean; metricsAuth: ApiConfig[
     app.addHook('onRequest', async (request) => {
       if (request.method === 'OPTIONS') return;
       const mode = request.routeOptions.config?.auth;
-      if (mode === 'public' || (mode === 'discovery' && opts.publicDiscovery)) return;
-      if (mode === 'metrics' && opts.metricsAuth === 'public') return;
       const header = request.headers.authorization ?? '';
       const match = /^Bearer\s+(.+)$/i.exec(header);
       const token = match?.[1]?.trim();
       const client = token ? identity.match(token) : undefined;
+      const open = mode === 'public' || (mode === 'discovery' && opts.publicDiscovery) ||
+        (mode === 'metrics' && opts.metricsAuth === 'public');
+      if (open) {
+        // No key needed here, but a valid one still counts against its own budget rather than the address's.
+        request.client = client;
+        return;
+      }
       if (!client) {
         throw new ChorusError(
           'TTS_ERR_AUTH',
