@@ -14,3 +14,4 @@ export * from './stream-protocol.ts';
 export * from './validation.ts';
 export * from './voices.ts';
 export * from './worker-registry.ts';
+export * from './voice-blend.ts';

@@ -5,6 +5,7 @@
 
 /** Engines this codebase knows; a worker serves the subset named in its ENGINES. */
 export const KNOWN_ENGINES = ['espeak', 'piper', 'kokoro', 'bench'] as const;
+export type KnownEngine = (typeof KNOWN_ENGINES)[number];
 
 export const DEFAULT_MODEL_ALIASES: Readonly<Record<string, string>> = {
   'tts-1': 'espeak',

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { isVoiceBlend } from './voice-blend.ts';
 
 /** OpenAI's voice names; every one resolves, to its mapped speaker or else to the default speaker. */
 export const OPENAI_VOICES = [
@@ -13,8 +14,17 @@ export const DEFAULT_VOICES_FILE = fileURLToPath(new URL('../data/voices.json', 
 
 const SpeakerId = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - only');
 
-/** Engine-native voice name; it reaches an engine's argv, so it is held to a strict shape. */
-const EngineVoice = z.string().regex(/^[A-Za-z0-9_-]{1,40}(\+[A-Za-z0-9_-]{1,40})?$/, 'invalid engine voice name');
+/**
+ * Engine-native voice name: espeak `en-us+f3`, Piper `<voice>` or `<voice>/<speaker>`, a Kokoro voice or blend
+ * (`af_bella(2)+af_sky(1)`, voice-blend.ts). Only the espeak engine puts it in argv, and it checks its own stricter shape.
+ */
+const EngineVoice = z
+  .string()
+  .max(200)
+  .refine(
+    (v) => /^[A-Za-z0-9_.-]{1,64}(\/[A-Za-z0-9_.-]{1,64})?$/.test(v) || isVoiceBlend(v),
+    'invalid engine voice name',
+  );
 
 export const Preset = z
   .object({

@@ -15,6 +15,10 @@ export const WorkerInfo = z.object({
   startedAt: z.number(),
   /** Accepting jobs; false while draining for shutdown. */
   accepting: z.boolean().default(true),
+  /** What each model engine loaded (optional: older workers and espeak-only workers omit it). */
+  models: z
+    .array(z.object({ engine: z.string(), device: z.enum(['cpu', 'cuda']), voices: z.array(z.string()) }))
+    .optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 
