@@ -22,7 +22,7 @@ const EngineVoice = z
   .string()
   .max(200)
   .refine(
-    (v) => /^[A-Za-z0-9_.-]{1,64}(\/[A-Za-z0-9_.-]{1,64})?$/.test(v) || isVoiceBlend(v),
+    (v) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(\/[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$/.test(v) || isVoiceBlend(v),
     'invalid engine voice name',
   );
 

@@ -183,7 +183,7 @@ async function readConfig(file: string) {
   const speakers = new Map<string, number>();
   for (const [name, id] of Object.entries((c.speaker_id_map ?? {}) as Record<string, unknown>)) {
     if (!Number.isInteger(id) || (id as number) < 0 || (id as number) >= numSpeakers) throw bad(`speaker_id_map["${name}"] is not a speaker id below num_speakers`);
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) continue; // not addressable as a voice name; still reachable by id 0 default
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) continue; // not addressable as a voice name (the job schema refuses it)
     speakers.set(name, id as number);
   }
   return {
