@@ -9,7 +9,7 @@
  */
 import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { ort, createSession } from '../apps/worker/src/engines/onnx/session.ts';
+import { createSession } from '../apps/worker/src/engines/onnx/session.ts';
 import { InferenceBatcher, type BatchItem } from '../apps/worker/src/engines/onnx/batcher.ts';
 import { generateModelsDir } from '../test/helpers/onnx-models.ts';
 
@@ -30,7 +30,7 @@ function item(seed: number): BatchItem {
       input_lengths: { type: 'int64', data: BigInt64Array.of(BigInt(TOKENS)), dims: [] },
       sid: { type: 'int64', data: BigInt64Array.of(BigInt(seed % 2)), dims: [] },
     },
-    shared: { scales: new ort.Tensor('float32', Float32Array.of(0.667, 1, 0.8), [3]) },
+    shared: { scales: { type: 'float32', data: Float32Array.of(0.667, 1, 0.8), dims: [3] } },
   };
 }
 

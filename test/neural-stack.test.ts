@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { rmSync, truncateSync, unlinkSync, writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
+import { rmSync, writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { liveWorkers } from '@chorus/shared';
 import { spawnWorker, startStack, type Stack } from './helpers/stack.ts';
 import { decodedDuration, decodeToPcm, probe, rms } from './helpers/audio.ts';
-import { generateModelsDir, PIPER_HOP, piperConfig, KOKORO_HOP } from './helpers/onnx-models.ts';
+import { BREAKAGES, generateModelsDir, PIPER_HOP, piperConfig, KOKORO_HOP } from './helpers/onnx-models.ts';
 import { PiperEngine } from '../apps/worker/src/engines/piper-engine.ts';
 import { phonemize } from '../apps/worker/src/engines/onnx/phonemize.ts';
 
@@ -16,36 +16,21 @@ import { phonemize } from '../apps/worker/src/engines/onnx/phonemize.ts';
  */
 
 describe('worker start-up with a broken MODELS_DIR', () => {
-  const breakages: [string, string, (dir: string) => string, RegExp][] = [
-    ['piper', 'no piper folder', (d) => (rmSync(path.join(d, 'piper'), { recursive: true }), path.join(d, 'piper')), /no such folder/],
-    ['piper', 'voice config missing', (d) => { const f = path.join(d, 'piper', 'en_US-test-low.onnx.json'); unlinkSync(f); return f; }, /voice config missing/],
-    ['piper', 'voice config not JSON', (d) => { const f = path.join(d, 'piper', 'en_US-test-low.onnx.json'); writeFileSync(f, '{"audio": '); return f; }, /not valid JSON/],
-    ['piper', 'voice config without phoneme_id_map', (d) => {
-      const f = path.join(d, 'piper', 'en_US-test-medium.onnx.json');
-      const c = JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>;
-      delete c.phoneme_id_map;
-      writeFileSync(f, JSON.stringify(c));
-      return f;
-    }, /phoneme_id_map missing/],
-    ['piper', 'model not ONNX', (d) => { const f = path.join(d, 'piper', 'en_US-multi-medium.onnx'); writeFileSync(f, 'not a model'); return f; }, /not a loadable ONNX model/],
-    ['piper', 'model file missing', (d) => { const f = path.join(d, 'piper', 'en_US-test-low.onnx'); unlinkSync(f); return f; }, /model file missing/],
-    ['kokoro', 'voice file truncated', (d) => { const f = path.join(d, 'kokoro', 'voices', 'af_sky.bin'); truncateSync(f, 1000); return f; }, /1000 bytes, expected 522240/],
-    ['kokoro', 'model missing', (d) => { const f = path.join(d, 'kokoro', 'onnx', 'model.onnx'); unlinkSync(f); return f; }, /model file missing/],
-    ['kokoro', 'vocabulary missing', (d) => { const f = path.join(d, 'kokoro', 'config.json'); unlinkSync(f); return f; }, /vocabulary not found/],
-  ];
+  // Every broken file is checked in-process in neural-engines.test.ts; here the real worker process, once per engine.
+  const cases = BREAKAGES.filter(([, what]) => what === 'voice config not JSON' || what === 'voice file truncated');
 
-  it('exits non-zero with one fatal line naming the file and what is wrong, for each broken file', async () => {
-    // Three at a time: each is a tsx process loading onnxruntime, on a shared 2-core machine.
-    const results = await mapLimit(breakages, 3, async ([engine, what, breakIt, message]) => {
-        const dir = generateModelsDir().dir;
-        const file = breakIt(dir);
-        const w = spawnWorker({
-          ENGINES: `espeak,${engine}`, MODELS_DIR: dir, REDIS_URL: inject('redisUrl'), REDIS_PREFIX: `t${randomUUID().slice(0, 8)}`, LOG_LEVEL: 'info',
-        });
-        const code = await new Promise<number | null>((resolve) => w.process.once('exit', (c) => resolve(c)));
-        rmSync(dir, { recursive: true, force: true });
-        return { what, file, message, code, output: w.output() };
+  it('exits non-zero with one fatal line naming the file and what is wrong', async () => {
+    expect(cases).toHaveLength(2);
+    const results = await Promise.all(cases.map(async ([engine, what, breakIt, message]) => {
+      const dir = generateModelsDir().dir;
+      const file = breakIt(dir);
+      const w = spawnWorker({
+        ENGINES: `espeak,${engine}`, MODELS_DIR: dir, REDIS_URL: inject('redisUrl'), REDIS_PREFIX: `t${randomUUID().slice(0, 8)}`, LOG_LEVEL: 'info',
       });
+      const code = await new Promise<number | null>((resolve) => w.process.once('exit', (c) => resolve(c)));
+      rmSync(dir, { recursive: true, force: true });
+      return { what, file, message, code, output: w.output() };
+    }));
     for (const r of results) {
       expect(r.code, r.what).toBe(1);
       const fatal = r.output.split('\n').filter((l) => l.includes('"level":60'));
@@ -55,7 +40,7 @@ describe('worker start-up with a broken MODELS_DIR', () => {
       expect(msg, r.what).toMatch(r.message);
       expect(r.output, r.what).not.toMatch(/worker ready/);
     }
-  }, 180_000);
+  });
 });
 
 describe('Piper and Kokoro through the real stack', () => {
@@ -124,14 +109,3 @@ describe('Piper and Kokoro through the real stack', () => {
   });
 });
 
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  }));
-  return out;
-}

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, writeFileSync, mkdtempSync, readFileSync, rmSync, truncateSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
@@ -208,3 +208,27 @@ export function generateModelsDir(opts: ComputeOptions & { dir?: string } = {}):
   kokoroVoices.forEach((v, i) => writeFileSync(path.join(kokoro, 'voices', `${v}.bin`), kokoroVoice(i + 1)));
   return { dir, piperVoices: ['en_US-test-medium', 'en_US-test-low', 'en_US-multi-medium', 'en_US-multi-medium/alice', 'en_US-multi-medium/bob'], kokoroVoices };
 }
+
+/**
+ * Ways to break a generated MODELS_DIR: [engine, what, break it (returns the file now wrong), the message expected].
+ */
+export const BREAKAGES: [engine: 'piper' | 'kokoro', what: string, breakIt: (dir: string) => string, message: RegExp][] = [
+  ['piper', 'no piper folder', (d) => (rmSync(path.join(d, 'piper'), { recursive: true }), path.join(d, 'piper')), /no such folder/],
+  ['piper', 'voice config missing', (d) => { const f = path.join(d, 'piper', 'en_US-test-low.onnx.json'); unlinkSync(f); return f; }, /voice config missing/],
+  ['piper', 'voice config not JSON', (d) => { const f = path.join(d, 'piper', 'en_US-test-low.onnx.json'); writeFileSync(f, '{"audio": '); return f; }, /not valid JSON/],
+  ['piper', 'voice config without phoneme_id_map', (d) => {
+    const f = path.join(d, 'piper', 'en_US-test-medium.onnx.json');
+    const c = JSON.parse(readFileSync(f, 'utf8')) as Record<string, unknown>;
+    delete c.phoneme_id_map;
+    writeFileSync(f, JSON.stringify(c));
+    return f;
+  }, /phoneme_id_map missing/],
+  ['piper', 'model not ONNX', (d) => { const f = path.join(d, 'piper', 'en_US-multi-medium.onnx'); writeFileSync(f, 'not a model'); return f; }, /not a loadable ONNX model/],
+  ['piper', 'model file missing', (d) => { const f = path.join(d, 'piper', 'en_US-test-low.onnx'); unlinkSync(f); return f; }, /model file missing/],
+  ['kokoro', 'voice file truncated', (d) => { const f = path.join(d, 'kokoro', 'voices', 'af_sky.bin'); truncateSync(f, 1000); return f; }, /1000 bytes, expected 522240/],
+  ['kokoro', 'model missing', (d) => { const f = path.join(d, 'kokoro', 'onnx', 'model.onnx'); unlinkSync(f); return f; }, /model file missing/],
+  ['kokoro', 'model not ONNX', (d) => { const f = path.join(d, 'kokoro', 'onnx', 'model.onnx'); writeFileSync(f, Buffer.alloc(64, 7)); return f; }, /not a loadable ONNX model/],
+  ['kokoro', 'no voice files', (d) => { const f = path.join(d, 'kokoro', 'voices'); rmSync(f, { recursive: true }); mkdirSync(f); return f; }, /no voice files/],
+  ['kokoro', 'vocabulary not a map', (d) => { const f = path.join(d, 'kokoro', 'config.json'); writeFileSync(f, '{"vocab": []}'); return f; }, /vocab is not a symbol/],
+  ['kokoro', 'vocabulary missing', (d) => { const f = path.join(d, 'kokoro', 'config.json'); unlinkSync(f); return f; }, /vocabulary not found/],
+];

@@ -4,7 +4,7 @@ import { parseVoiceBlend, VoiceBlendError } from '@chorus/shared';
 import { EngineError, type LoadedModel, type SynthesisInput, type TtsEngine } from './engine.ts';
 import { sanitize } from './espeak-engine.ts';
 import { phonemize } from './onnx/phonemize.ts';
-import { createSession, floatToPcm16, ort, requireSignature, type Device, type OnnxOptions } from './onnx/session.ts';
+import { createSession, floatToPcm16, requireSignature, type Device, type OnnxOptions, type OnnxSession } from './onnx/session.ts';
 import { InferenceBatcher, type BatchItem } from './onnx/batcher.ts';
 
 const SAMPLE_RATE = 24_000;
@@ -31,7 +31,7 @@ export class KokoroEngine implements TtsEngine {
   readonly speedRange = [0.5, 2] as const;
   readonly #dir: string;
   readonly #opts: OnnxOptions;
-  #session: ort.InferenceSession | undefined;
+  #session: OnnxSession | undefined;
   #batcher: InferenceBatcher | undefined;
   #device: Device = 'cpu';
   #vocab = new Map<string, number>();

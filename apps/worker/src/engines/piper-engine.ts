@@ -4,7 +4,7 @@ import type { Speaker } from '@chorus/shared';
 import { EngineError, type LoadedModel, type SynthesisInput, type TtsEngine } from './engine.ts';
 import { sanitize } from './espeak-engine.ts';
 import { phonemize } from './onnx/phonemize.ts';
-import { createSession, floatToPcm16, ort, requireSignature, type Device, type OnnxOptions } from './onnx/session.ts';
+import { createSession, floatToPcm16, requireSignature, type Device, type OnnxOptions, type OnnxSession } from './onnx/session.ts';
 import { InferenceBatcher, type BatchItem } from './onnx/batcher.ts';
 
 const CHUNK_SAMPLES = 8192;
@@ -22,7 +22,7 @@ interface PiperVoice {
   multiSpeaker: boolean;
   device: Device;
   batcher: InferenceBatcher;
-  session: ort.InferenceSession;
+  session: OnnxSession;
 }
 
 /**
@@ -122,7 +122,7 @@ export class PiperEngine implements TtsEngine {
         input_lengths: { type: 'int64', data: BigInt64Array.of(BigInt(ids.length)), dims: [] },
         ...(voice.multiSpeaker ? { sid: { type: 'int64' as const, data: BigInt64Array.of(BigInt(sid)), dims: [] } } : {}),
       },
-      shared: { scales: new ort.Tensor('float32', Float32Array.from(scales), [3]) },
+      shared: { scales: { type: 'float32', data: Float32Array.from(scales), dims: [3] } },
     };
   }
 

@@ -1,4 +1,4 @@
-import { ort } from './session.ts';
+import type { OnnxSession, TensorData, ValueMetadata } from './session.ts';
 
 /*
  * Micro-batching: segments of concurrent jobs for the same model that wait at the same time run as one inference
@@ -33,7 +33,7 @@ export interface BatchItem {
   /** Items batch only with items of the same key: equal token length and equal shared inputs. */
   key: string;
   perItem: Record<string, ItemInput>;
-  shared: Record<string, ort.Tensor>;
+  shared: Record<string, TensorData>;
 }
 
 export interface BatcherOptions {
@@ -48,7 +48,7 @@ interface Waiting {
 }
 
 export class InferenceBatcher {
-  readonly #session: ort.InferenceSession;
+  readonly #session: OnnxSession;
   readonly #output: string;
   readonly #opts: BatcherOptions;
   readonly #groups = new Map<string, { waiting: Waiting[]; timer: NodeJS.Timeout }>();
@@ -57,7 +57,7 @@ export class InferenceBatcher {
   /** Inference calls made and items they carried (tests and the benchmark read these). */
   readonly stats = { calls: 0, items: 0, batchedCalls: 0 };
 
-  constructor(session: ort.InferenceSession, output: string, opts: BatcherOptions) {
+  constructor(session: OnnxSession, output: string, opts: BatcherOptions) {
     this.#session = session;
     this.#output = output;
     this.#opts = opts;
@@ -113,7 +113,9 @@ export class InferenceBatcher {
 
   async #runBatch(items: BatchItem[]): Promise<Float32Array[]> {
     const n = items.length;
-    const feeds: Record<string, ort.Tensor> = { ...items[0]!.shared };
+    // Fresh arrays: their buffers are transferred to the session's thread.
+    const feeds: Record<string, TensorData> = {};
+    for (const [name, t] of Object.entries(items[0]!.shared)) feeds[name] = { ...t, data: t.data.slice() };
     for (const [name, first] of Object.entries(items[0]!.perItem)) {
       const size = first.data.length;
       const data = first.type === 'int64' ? new BigInt64Array(size * n) : new Float32Array(size * n);
@@ -122,21 +124,21 @@ export class InferenceBatcher {
         if (part.data.length !== size) throw new Error(`batch item ${name} size mismatch`);
         (data as Float32Array).set(part.data as Float32Array, i * size);
       });
-      feeds[name] = new ort.Tensor(first.type, data, [n, ...first.dims]);
+      feeds[name] = { type: first.type, data, dims: [n, ...first.dims] };
     }
     this.stats.calls++;
     this.stats.items += n;
     if (n > 1) this.stats.batchedCalls++;
     const result = await this.#session.run(feeds);
     const out = result[this.#output]!;
-    const data = out.data as Float32Array;
+    const data = out.data;
     if (out.dims[0] !== n || data.length % n !== 0) throw new Error(`model output ${this.#output} has dims [${out.dims.join(',')}] for a batch of ${n}`);
     const each = data.length / n;
     return items.map((_, i) => data.slice(i * each, (i + 1) * each));
   }
 
   #hasBatchDimension(item: BatchItem): boolean {
-    const dim0 = (list: readonly ort.InferenceSession.ValueMetadata[], name: string) => {
+    const dim0 = (list: readonly ValueMetadata[], name: string) => {
       const m = list.find((x) => x.name === name);
       return m?.isTensor ? m.shape[0] : undefined;
     };
