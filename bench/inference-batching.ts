@@ -17,9 +17,9 @@ const QUICK = process.argv.includes('--quick');
 const TOKENS = 100;
 const LEVELS = [1, 4, 16];
 const THREADS = Number(process.env.ORT_INTRA_OP_THREADS ?? 1);
-const ITEMS_PER_LEVEL = QUICK ? 32 : 96;
+const ITEMS_PER_LEVEL = QUICK ? 16 : 48;
 const BATCH_MAX = 16;
-const BATCH_WAIT_MS = 2;
+const BATCH_WAIT_MS = Number(process.env.INFERENCE_BATCH_WAIT_MS ?? 0);
 
 function item(seed: number): BatchItem {
   const ids = Array.from({ length: TOKENS }, (_, i) => BigInt(3 + ((seed * 7 + i * 13) % 120)));
@@ -62,12 +62,14 @@ try {
   const batched = new InferenceBatcher(session, 'output', { max: BATCH_MAX, waitMs: BATCH_WAIT_MS });
   if (!(await batched.probe(item(1), item(2)))) throw new Error('the bench model did not pass the exactness probe');
   for (let i = 0; i < 4; i++) await unbatched.run(item(i)); // warm up
-  console.log(`model: ${TOKENS} tokens per segment, ${THREADS} intra-op thread(s), batch max ${BATCH_MAX}, wait ${BATCH_WAIT_MS} ms, ${ITEMS_PER_LEVEL} segments per level`);
+  console.log(`model: ${TOKENS} tokens per segment, ${THREADS} intra-op thread(s), batch max ${BATCH_MAX}, wait ${BATCH_WAIT_MS} ms, ${ITEMS_PER_LEVEL} segments × 2 per level and mode (unbatched, batched, batched, unbatched)`);
   console.log('concurrency | unbatched seg/s | batched seg/s | ratio | unbatched p50 ms | batched p50 ms | mean batch');
   for (const c of LEVELS) {
-    const u = await level(unbatched, c);
+    // Alternating halves, so drift in a shared machine's load falls on both alike.
     const before = { ...batched.stats };
-    const b = await level(batched, c);
+    const [u1, b1, b2, u2] = [await level(unbatched, c), await level(batched, c), await level(batched, c), await level(unbatched, c)];
+    const u = { perS: (u1.perS + u2.perS) / 2, p50: (u1.p50 + u2.p50) / 2 };
+    const b = { perS: (b1.perS + b2.perS) / 2, p50: (b1.p50 + b2.p50) / 2 };
     const meanBatch = (batched.stats.items - before.items) / (batched.stats.calls - before.calls);
     console.log(
       `${String(c).padStart(11)} | ${u.perS.toFixed(1).padStart(15)} | ${b.perS.toFixed(1).padStart(13)} | ${(b.perS / u.perS).toFixed(2).padStart(5)} | ${u.p50.toFixed(1).padStart(16)} | ${b.p50.toFixed(1).padStart(14)} | ${meanBatch.toFixed(1)}`,

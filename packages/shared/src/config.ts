@@ -73,7 +73,7 @@ const WorkerEnv = CommonEnv.extend({
   ORT_INTRA_OP_THREADS: IntEnv(0, 256).default(0),
   /** Micro-batching: at most this many segments per inference call (1 = off), waiting at most this long to fill it. */
   INFERENCE_BATCH_MAX: IntEnv(1, 64).default(8),
-  INFERENCE_BATCH_WAIT_MS: IntEnv(0, 1000).default(2),
+  INFERENCE_BATCH_WAIT_MS: IntEnv(0, 1000).default(0),
   METRICS_PORT: IntEnv(0, 65535).default(0),
   METRICS_HOST: z.string().min(1).default('0.0.0.0'),
   /** BullMQ lock: a worker that stops renewing it (crash) loses the job after about this long. */

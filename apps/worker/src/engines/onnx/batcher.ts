@@ -19,6 +19,10 @@ import type { OnnxSession, TensorData, ValueMetadata } from './session.ts';
  * they run unbatched; Kokoro's predicted durations make its output length content-dependent too (and some exports
  * fix the batch dimension at 1), so it runs unbatched. Models that pass (the generated test/bench models, and any
  * deterministic model whose output length follows its input length) batch.
+ *
+ * Scheduling: each model runs one call at a time in its own thread (session.ts). An item for an idle model goes at
+ * once (or after INFERENCE_BATCH_WAIT_MS, if set); items arriving while the model is busy wait and leave together,
+ * one call per key and at most INFERENCE_BATCH_MAX items, when it is free.
  */
 
 type Typed = BigInt64Array | Float32Array;
@@ -51,7 +55,8 @@ export class InferenceBatcher {
   readonly #session: OnnxSession;
   readonly #output: string;
   readonly #opts: BatcherOptions;
-  readonly #groups = new Map<string, { waiting: Waiting[]; timer: NodeJS.Timeout }>();
+  readonly #groups = new Map<string, { waiting: Waiting[]; timer: NodeJS.Timeout | NodeJS.Immediate | undefined }>();
+  #inFlight = 0;
   /** Set by `probe()`: the model batches exactly. */
   batching = false;
   /** Inference calls made and items they carried (tests and the benchmark read these). */
@@ -80,16 +85,26 @@ export class InferenceBatcher {
     return this.batching;
   }
 
+  /**
+   * The item's output. While the model is busy (its thread runs one call at a time), items wait and leave together
+   * when it is free, up to `max` per call; when it is idle, an item waits at most `waitMs` for companions (0: only
+   * those arriving in the same event-loop turn), so a lone request pays no batching delay.
+   */
   run(item: BatchItem): Promise<Float32Array> {
     if (!this.batching) return this.#runSolo(item);
     return new Promise((resolve, reject) => {
       let group = this.#groups.get(item.key);
       if (!group) {
-        group = { waiting: [], timer: setTimeout(() => this.#flush(item.key), this.#opts.waitMs) };
+        group = { waiting: [], timer: undefined };
         this.#groups.set(item.key, group);
       }
       group.waiting.push({ item, resolve, reject });
       if (group.waiting.length >= this.#opts.max) this.#flush(item.key);
+      else if (this.#inFlight === 0 && !group.timer) {
+        const flush = () => this.#flush(item.key);
+        if (this.#opts.waitMs > 0) group.timer = setTimeout(flush, this.#opts.waitMs);
+        else flush();
+      }
     });
   }
 
@@ -97,14 +112,23 @@ export class InferenceBatcher {
     const group = this.#groups.get(key);
     if (!group) return;
     this.#groups.delete(key);
-    clearTimeout(group.timer);
+    if (group.timer) {
+      clearTimeout(group.timer as NodeJS.Timeout);
+      clearImmediate(group.timer as NodeJS.Immediate);
+    }
     const { waiting } = group;
+    this.#inFlight++;
     const done =
       waiting.length === 1 ? this.#runSolo(waiting[0]!.item).then((o) => [o]) : this.#runBatch(waiting.map((w) => w.item));
-    done.then(
-      (outs) => waiting.forEach((w, i) => w.resolve(outs[i]!)),
-      (err: unknown) => waiting.forEach((w) => w.reject(err)),
-    );
+    done
+      .then(
+        (outs) => waiting.forEach((w, i) => w.resolve(outs[i]!)),
+        (err: unknown) => waiting.forEach((w) => w.reject(err)),
+      )
+      .finally(() => {
+        // The model is free: whatever waited meanwhile goes now, one call per key.
+        if (--this.#inFlight === 0) for (const k of [...this.#groups.keys()]) this.#flush(k);
+      });
   }
 
   async #runSolo(item: BatchItem): Promise<Float32Array> {

@@ -101,6 +101,7 @@ export class OnnxSession {
   async release(): Promise<void> {
     if (this.#failed) return;
     const exited = new Promise((r) => this.#worker.once('exit', r));
+    this.#worker.ref(); // keep the process up until the session is released
     this.#worker.postMessage({ type: 'release' });
     await Promise.race([exited, new Promise((r) => setTimeout(r, 2000).unref())]);
     await this.#worker.terminate();
