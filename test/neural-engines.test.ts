@@ -176,6 +176,49 @@ describe('micro-batching', () => {
     }
   });
 
+  it('with no wait: a lone segment goes at once, segments arriving while the model is busy leave together', async () => {
+    const { session } = await createSession(path.join(models.dir, 'piper', 'en_US-multi-medium.onnx'), opts());
+    const batcher = new InferenceBatcher(session, 'output', { max: 8, waitMs: 0 });
+    const T = 11;
+    const item = (sid: number) => ({
+      key: 'k',
+      perItem: {
+        input: { type: 'int64' as const, data: BigInt64Array.from({ length: T }, (_, i) => BigInt(3 + ((i * (sid + 2)) % 90))), dims: [T] },
+        input_lengths: { type: 'int64' as const, data: BigInt64Array.of(BigInt(T)), dims: [] },
+        sid: { type: 'int64' as const, data: BigInt64Array.of(BigInt(sid)), dims: [] },
+      },
+      shared: { scales: { type: 'float32' as const, data: Float32Array.of(0.667, 1, 0.8), dims: [3] } },
+    });
+    try {
+      expect(await batcher.probe(item(0), item(1))).toBe(true);
+      const outs = await Promise.all([0, 1, 0, 1].map((sid) => batcher.run(item(sid))));
+      expect(batcher.stats).toEqual({ calls: 2, items: 4, batchedCalls: 1 });
+      expect(Buffer.from(outs[2]!.buffer).equals(Buffer.from(outs[0]!.buffer))).toBe(true);
+      expect(Buffer.from(outs[3]!.buffer).equals(Buffer.from(outs[1]!.buffer))).toBe(true);
+      expect(Buffer.from(outs[1]!.buffer).equals(Buffer.from(outs[0]!.buffer))).toBe(false);
+    } finally {
+      await session.release();
+    }
+  });
+
+  it('a model that samples noise (as published Piper voices do) fails the exactness probe and runs unbatched', async () => {
+    const dir = generateModelsDir().dir;
+    writeFileSync(path.join(dir, 'piper', 'en_US-multi-medium.onnx'), piperModel({ multiSpeaker: true, noise: true }));
+    const engine = new PiperEngine(dir, opts({ batchMax: 4, batchWaitMs: 2000 }));
+    try {
+      await engine.init();
+      const noisy = engine.batcherFor('en_US-multi-medium');
+      expect(noisy.batching).toBe(false);
+      expect(engine.batcherFor('en_US-test-medium').batching).toBe(true);
+      const out = await Promise.all(['alice', 'bob', 'alice'].map((s) => synth(engine, 'Noise.', `en_US-multi-medium/${s}`)));
+      expect(noisy.stats).toMatchObject({ calls: 3, batchedCalls: 0 });
+      expect(out[0]!.equals(out[2]!)).toBe(false); // not deterministic: the reason it cannot batch exactly
+    } finally {
+      await engine.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('segments of different length are not padded together', async () => {
     const batched = new PiperEngine(models.dir, opts({ batchMax: 8, batchWaitMs: 50 }));
     await batched.init();

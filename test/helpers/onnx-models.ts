@@ -101,7 +101,11 @@ function model(g: Graph, inputs: ReturnType<typeof valueInfo>[], outputs: Return
   }).finish();
 }
 
-export function piperModel(opts: { multiSpeaker?: boolean } & ComputeOptions = {}): Uint8Array {
+/**
+ * `noise`: add unseeded RandomNormalLike noise scaled by noise_scale, as real Piper (VITS) graphs sample it — such a
+ * model is not deterministic, and the batcher's exactness probe must refuse it.
+ */
+export function piperModel(opts: { multiSpeaker?: boolean; noise?: boolean } & ComputeOptions = {}): Uint8Array {
   const g = new Graph();
   const lengthScale = g.op('Gather', ['scales', g.ints([1], [])], [int('axis', 0)]);
   const noiseScale = g.op('Gather', ['scales', g.ints([0], [])], [int('axis', 0)]);
@@ -115,7 +119,9 @@ export function piperModel(opts: { multiSpeaker?: boolean } & ComputeOptions = {
     : g.floats([0], []);
   const wave = body(g, 'input', lengthScale, PIPER_HOP, extra, opts);
   const amp = g.op('Mul', [g.op('Mul', [noiseScale, g.floats([0.6], [])]), lenRatio]);
-  const out = g.op('Unsqueeze', [g.op('Mul', [wave, amp]), g.ints([1, 2], [2])]);
+  let audio = g.op('Mul', [wave, amp]);
+  if (opts.noise) audio = g.op('Add', [audio, g.op('Mul', [g.op('RandomNormalLike', [audio], [{ name: 'scale', type: onnx.AttributeProto.AttributeType.FLOAT, f: 0.01 }]), noiseScale])]);
+  const out = g.op('Unsqueeze', [audio, g.ints([1, 2], [2])]);
   g.nodes.push({ opType: 'Identity', input: [out], output: ['output'] });
   const inputs = [
     valueInfo('input', INT64, ['batch_size', 'phonemes']),

@@ -70,6 +70,14 @@ export class InferenceBatcher {
 
   /** Turns batching on when the model has a batch dimension and batches the two probe items exactly. */
   async probe(a: BatchItem, b: BatchItem): Promise<boolean> {
+    try {
+      return (this.batching = await this.#exact(a, b));
+    } finally {
+      this.stats.calls = this.stats.items = this.stats.batchedCalls = 0; // count only real work
+    }
+  }
+
+  async #exact(a: BatchItem, b: BatchItem): Promise<boolean> {
     this.batching = false;
     if (this.#opts.max < 2 || !this.#hasBatchDimension(a)) return false;
     const [a1, a2, b1, b2] = [await this.#runSolo(a), await this.#runSolo(a), await this.#runSolo(b), await this.#runSolo(b)];
@@ -80,9 +88,7 @@ export class InferenceBatcher {
     } catch {
       return false;
     }
-    this.batching = same(together[0]!, a1) && same(together[1]!, b1);
-    this.stats.calls = this.stats.items = this.stats.batchedCalls = 0;
-    return this.batching;
+    return same(together[0]!, a1) && same(together[1]!, b1);
   }
 
   /**
