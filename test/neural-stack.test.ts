@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { rmSync, writeFileSync, readFileSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rmSync } from 'node:fs';
+import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { liveWorkers } from '@chorus/shared';
 import { spawnWorker, startStack, type Stack } from './helpers/stack.ts';
@@ -46,33 +45,24 @@ describe('worker start-up with a broken MODELS_DIR', () => {
 describe('Piper and Kokoro through the real stack', () => {
   let stack: Stack;
   let modelsDir: string;
-  let voicesFile: string;
 
   beforeAll(async () => {
     modelsDir = generateModelsDir().dir;
-    const defaults = JSON.parse(readFileSync(path.resolve('packages/shared/data/voices.json'), 'utf8')) as { speakers: Record<string, unknown> };
-    voicesFile = path.join(mkdtempSync(path.join(tmpdir(), 'chorus-voices-')), 'voices.json');
-    // The API resolves `voice` through the voices file; these speakers carry engine-native voice names.
-    writeFileSync(voicesFile, JSON.stringify({
-      default_speaker: 'en_us_f3',
-      speakers: {
-        ...defaults.speakers,
-        piper_low: { name: 'Piper test 16 kHz', engine: 'piper', voice: 'en_US-test-low' },
-        piper_bob: { name: 'Piper multi, bob', engine: 'piper', voice: 'en_US-multi-medium/bob' },
-        kokoro_blend: { name: 'Kokoro blend', engine: 'kokoro', voice: 'af_bella(2)+af_sky(1)' },
-      },
-    }));
+    // The shipped voices file: OpenAI names map per engine, engine voices are accepted by name.
     stack = await startStack({
       redisUrl: inject('redisUrl'),
       workerEnv: { ENGINES: 'espeak,piper,kokoro', MODELS_DIR: modelsDir, ORT_INTRA_OP_THREADS: '1' },
-      apiEnv: { VOICES_FILE: voicesFile },
     });
   });
   afterAll(async () => {
     await stack?.stop();
     rmSync(modelsDir, { recursive: true, force: true });
-    rmSync(path.dirname(voicesFile), { recursive: true, force: true });
   });
+
+  async function speak(body: Parameters<Stack['client']['audio']['speech']['create']>[0]) {
+    const res = await stack.client.audio.speech.create(body);
+    return { engine: res.headers.get('x-chorus-engine'), audio: Buffer.from(await res.arrayBuffer()) };
+  }
 
   it('the heartbeat lists what each engine loaded and where it runs', async () => {
     const [w] = await liveWorkers(stack.redis, stack.keys);
@@ -85,8 +75,8 @@ describe('Piper and Kokoro through the real stack', () => {
 
   it('model piper, a 16 kHz voice: mp3 at 24 kHz whose duration is the model’s samples at 16 kHz', async () => {
     const text = 'Piper speaks through the whole stack.';
-    const res = await stack.client.audio.speech.create({ model: 'piper', voice: 'piper_low', input: text, response_format: 'mp3' });
-    const audio = Buffer.from(await res.arrayBuffer());
+    const { engine, audio } = await speak({ model: 'piper', voice: 'en_US-test-low', input: text, response_format: 'mp3' });
+    expect(engine).toBe('piper');
     const p = await probe(audio, 'mp3');
     expect(p).toMatchObject({ codec: 'mp3', sampleRate: 24_000, channels: 1 });
     const ids = PiperEngine.ids(new Map(Object.entries(piperConfig({ sampleRate: 16_000 }).phoneme_id_map)), await phonemize(text, 'en-us', new AbortController().signal));
@@ -97,15 +87,42 @@ describe('Piper and Kokoro through the real stack', () => {
   });
 
   it('model piper with a multi-speaker voice, and model kokoro with a blend, through the OpenAI SDK', async () => {
-    const bob = await stack.client.audio.speech.create({ model: 'piper', voice: 'piper_bob', input: 'Bob here.', response_format: 'wav' });
-    const blend = await stack.client.audio.speech.create({ model: 'kokoro', voice: 'kokoro_blend', input: 'A blended Kokoro voice.', response_format: 'mp3' });
-    const bobAudio = Buffer.from(await bob.arrayBuffer());
-    const blendAudio = Buffer.from(await blend.arrayBuffer());
-    expect((await probe(bobAudio, 'wav')).sampleRate).toBe(24_000);
-    expect(await decodedDuration(bobAudio)).toBeGreaterThan(0.2);
-    expect(await probe(blendAudio, 'mp3')).toMatchObject({ codec: 'mp3', sampleRate: 24_000 });
-    expect(await decodedDuration(blendAudio)).toBeGreaterThan(20 * KOKORO_HOP / 24_000);
-    expect(rms(await decodeToPcm(blendAudio))).toBeGreaterThan(1000);
+    const bob = await speak({ model: 'piper', voice: 'en_US-multi-medium/bob', input: 'Bob here.', response_format: 'wav' });
+    const alice = await speak({ model: 'piper', voice: 'en_US-multi-medium/alice', input: 'Bob here.', response_format: 'wav' });
+    const blend = await speak({ model: 'kokoro', voice: 'af_bella(2)+af_sky(1)', input: 'A blended Kokoro voice.', response_format: 'mp3' });
+    expect([bob.engine, blend.engine]).toEqual(['piper', 'kokoro']);
+    expect((await probe(bob.audio, 'wav')).sampleRate).toBe(24_000);
+    expect(await decodedDuration(bob.audio)).toBeGreaterThan(0.2);
+    expect(bob.audio.equals(alice.audio)).toBe(false); // sid reaches the model
+    expect(await probe(blend.audio, 'mp3')).toMatchObject({ codec: 'mp3', sampleRate: 24_000 });
+    expect(await decodedDuration(blend.audio)).toBeGreaterThan(20 * KOKORO_HOP / 24_000);
+    expect(rms(await decodeToPcm(blend.audio))).toBeGreaterThan(1000);
+  });
+
+  it('an OpenAI alias and voice go to the best live engine: tts-1 + alloy is Kokoro, with the voice the file maps or the first loaded', async () => {
+    const input = 'Routing picks the best engine a worker serves.';
+    const alias = await speak({ model: 'tts-1', voice: 'alloy', input, response_format: 'pcm' });
+    expect(alias.engine).toBe('kokoro');
+    // alloy → af_alloy and the default af_heart are not loaded here: the first loaded voice (af_bella) speaks.
+    const bella = await speak({ model: 'kokoro', voice: 'af_bella', input, response_format: 'pcm' });
+    expect(alias.audio.equals(bella.audio)).toBe(true);
+    // A configured espeak speaker still pins espeak under the same alias.
+    expect((await speak({ model: 'tts-1', voice: 'en_us_m3', input: 'Hi.', response_format: 'pcm' })).engine).toBe('espeak');
+  });
+
+  it('an unknown voice in a blend is a 400 naming it; discovery lists loaded voices and devices', async () => {
+    const err = await stack.client.audio.speech
+      .create({ model: 'kokoro', voice: 'af_bella+af_nobody', input: 'No.' }, { maxRetries: 0 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe('voice');
+    expect((err as Error).message).toMatch(/af_nobody/);
+    const models = (await (await fetch(`${stack.baseUrl}/v1/models`)).json()) as { data: { id: string; engine: string; devices: string[] }[] };
+    expect(models.data.find((m) => m.id === 'tts-1')).toMatchObject({ engine: 'kokoro', devices: ['cpu'] });
+    expect(models.data.find((m) => m.id === 'piper')).toMatchObject({ engine: 'piper', devices: ['cpu'] });
+    const voices = (await (await fetch(`${stack.baseUrl}/v1/audio/voices`)).json()) as { voices: { id: string; engine: string }[] };
+    expect(voices.voices.find((v) => v.id === 'alloy')).toMatchObject({ engine: 'kokoro' });
+    expect(voices.voices.find((v) => v.id === 'en_US-test-low')).toMatchObject({ engine: 'piper', language: 'en-US' });
+    expect(voices.voices.find((v) => v.id === 'bf_emma')).toMatchObject({ engine: 'kokoro', language: 'en-GB', gender: 'female' });
   });
 });
-
