@@ -6,6 +6,8 @@ import {
   removeWorker, speechQueueName, waitForReady, LANES, type WorkerInfo,
 } from '@chorus/shared';
 import { createEngines } from './engines/engine-registry.ts';
+import type { TtsEngine } from './engines/engine.ts';
+import { benchEngineOptionsFromEnv } from './engines/bench-engine.ts';
 import { EncoderPool } from './encoders/encoder-pool.ts';
 import { createSynthesizeProcessor } from './processors/synthesize.ts';
 import { CancelListener } from './cancel-listener.ts';
@@ -30,7 +32,20 @@ const redis = createRedisClient(config.redis, 'worker', logger);
 const subscriber = createRedisClient(config.redis, 'blocking', logger);
 await waitForReady(redis, 30_000);
 
-const engines = await createEngines(config.engines);
+// Engines load their models here, before the worker takes jobs. A missing or broken model file stops the worker
+// with one line naming the file.
+let engines: Map<string, TtsEngine>;
+try {
+  engines = await createEngines(config.engines, {
+    modelsDir: config.modelsDir, executionProviders: config.executionProviders, intraOpThreads: config.intraOpThreads,
+    inferenceBatchMax: config.inferenceBatchMax, inferenceBatchWaitMs: config.inferenceBatchWaitMs,
+    bench: benchEngineOptionsFromEnv(process.env), warn: (message) => logger.warn(message),
+  });
+} catch (err) {
+  logger.fatal(`worker cannot start: ${(err as Error).message}`);
+  await new Promise((r) => setTimeout(r, 50)); // let the log line out
+  process.exit(1);
+}
 const encoders = new EncoderPool(config.encoderPoolSize);
 encoders.warm();
 const metrics = new WorkerMetrics();
@@ -91,8 +106,9 @@ await cancels.start((jobId) => {
 
 const info = (): WorkerInfo => ({
   id: workerId, engines: [...engines.keys()], concurrency: config.concurrency, host: hostname(), pid: process.pid,
-  startedAt, accepting: !stopping,
+  startedAt, accepting: !stopping, models: loadedModels.length > 0 ? loadedModels : undefined,
 });
+const loadedModels = [...engines.values()].flatMap((e) => (e.loaded ? [e.loaded()] : []));
 const startedAt = Date.now();
 let stopping = false;
 const heartbeatTtl = config.heartbeatIntervalMs * 3;

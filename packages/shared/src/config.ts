@@ -96,7 +96,13 @@ const WorkerEnv = CommonEnv.extend({
   /** Batch items in parallel per engine, in their own lane: realtime requests never wait for these slots. */
   WORKER_BATCH_CONCURRENCY: IntEnv(0, 256).default(1),
   MODELS_DIR: z.string().min(1).default('./models'),
-  EXECUTION_PROVIDERS: ListEnv.default(['cpu']),
+  /** onnxruntime providers in order of preference; `cuda` falls back to `cpu` (one warning) where CUDA is missing. */
+  EXECUTION_PROVIDERS: ListEnv.pipe(z.array(z.enum(['cuda', 'cpu'])).min(1)).default(['cpu']),
+  /** Threads per onnxruntime session; 0 = one per available core. */
+  ORT_INTRA_OP_THREADS: IntEnv(0, 256).default(0),
+  /** Micro-batching: at most this many segments per inference call (1 = off), waiting at most this long to fill it. */
+  INFERENCE_BATCH_MAX: IntEnv(1, 64).default(8),
+  INFERENCE_BATCH_WAIT_MS: IntEnv(0, 1000).default(0),
   METRICS_PORT: IntEnv(0, 65535).default(0),
   METRICS_HOST: z.string().min(1).default('0.0.0.0'),
   /** BullMQ lock: a worker that stops renewing it (crash) loses the job after about this long. */
@@ -213,6 +219,9 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     batchConcurrency: e.WORKER_BATCH_CONCURRENCY,
     modelsDir: e.MODELS_DIR,
     executionProviders: e.EXECUTION_PROVIDERS,
+    intraOpThreads: e.ORT_INTRA_OP_THREADS,
+    inferenceBatchMax: e.INFERENCE_BATCH_MAX,
+    inferenceBatchWaitMs: e.INFERENCE_BATCH_WAIT_MS,
     metricsPort: e.METRICS_PORT,
     metricsHost: e.METRICS_HOST,
     lockDurationMs: e.LOCK_DURATION_MS,

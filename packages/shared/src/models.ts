@@ -6,6 +6,7 @@
 
 /** Engines this codebase knows; a worker serves the subset named in its ENGINES. */
 export const KNOWN_ENGINES = ['espeak', 'piper', 'kokoro', 'bench'] as const;
+export type KnownEngine = (typeof KNOWN_ENGINES)[number];
 
 /** Neural first, espeak-ng last: it runs everywhere, so an alias always has somewhere to go. */
 const DEFAULT_CHAIN = ['kokoro', 'piper', 'espeak'] as const;

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { isVoiceBlend } from './voice-blend.ts';
 
 /** OpenAI's voice names; every one resolves, to its mapped speaker or else to the default speaker. */
 export const OPENAI_VOICES = [
@@ -14,14 +15,16 @@ export const DEFAULT_VOICES_FILE = fileURLToPath(new URL('../data/voices.json', 
 const SpeakerId = z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - only');
 
 /**
- * Engine-native voice name: an espeak-ng voice (`en-us+f3`), a Piper voice (`en_US-lessac-medium`, or
- * `voice/speaker` for a multi-speaker one), a Kokoro voice or blend (`af_bella(2)+af_sky(1)`). Held to a strict
- * shape; the espeak engine, which puts its voice on a command line, checks its own stricter one.
+ * Engine-native voice name: espeak `en-us+f3`, Piper `<voice>` or `<voice>/<speaker>`, a Kokoro voice or blend
+ * (`af_bella(2)+af_sky(1)`, voice-blend.ts). Only the espeak engine puts it in argv, and it checks its own stricter shape.
  */
 const EngineVoice = z
   .string()
   .max(200)
-  .regex(/^[A-Za-z0-9_.-]{1,80}(\(\d+(\.\d+)?\))?(\+[A-Za-z0-9_.-]{1,80}(\(\d+(\.\d+)?\))?)*(\/[A-Za-z0-9_.-]{1,80})?$/, 'invalid engine voice name');
+  .refine(
+    (v) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(\/[A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$/.test(v) || isVoiceBlend(v),
+    'invalid engine voice name',
+  );
 
 export const Preset = z
   .object({

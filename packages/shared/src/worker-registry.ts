@@ -15,9 +15,9 @@ export const WorkerInfo = z.object({
   startedAt: z.number(),
   /** Accepting jobs; false while draining for shutdown. */
   accepting: z.boolean().default(true),
-  /** What each engine loaded and where it runs (absent in heartbeats of workers from before neural engines). */
+  /** What each model engine loaded (optional: older workers and espeak-only workers omit it). */
   models: z
-    .array(z.object({ engine: z.string(), device: z.string(), voices: z.array(z.string()) }))
+    .array(z.object({ engine: z.string(), device: z.enum(['cpu', 'cuda']), voices: z.array(z.string()) }))
     .optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;

@@ -78,12 +78,11 @@ export function routeRequest(
       if (!loaded || SPEAKER_ENGINES.has(engine)) continue;
       if (engine === 'kokoro' && /[+(]/.test(voice)) {
         try {
-          const missing = parseVoiceBlend(voice).find((p) => !loaded.has(p.name));
-          if (!missing) return { engine, speaker: nativeSpeaker(engine, voice) };
-          blendProblem = `Invalid voice '${missing.name}' in blend '${voice}'.`;
+          parseVoiceBlend(voice, loaded);
+          return { engine, speaker: nativeSpeaker(engine, voice) };
         } catch (err) {
           if (!(err instanceof VoiceBlendError)) throw err;
-          blendProblem = `Invalid voice blend '${voice}': ${err.message}.`;
+          blendProblem = `Invalid voice '${err.part}' in blend '${voice}': ${err.message}.`;
         }
         continue;
       }

@@ -22,12 +22,22 @@ export interface SynthesisInput {
 export interface TtsEngine {
   readonly id: string;
   readonly sampleRate: number;
+  /** Engines whose voices differ in rate (Piper): the rate of this speaker's PCM. Defaults to `sampleRate`. */
+  sampleRateFor?(speaker: Speaker): number;
   /** Speeds the engine applies natively; the pipeline time-stretches the remainder. */
   readonly speedRange: readonly [min: number, max: number];
   synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer>;
   /** Optional start-up check (binary present, model loadable); throws with a clear message. */
   init?(): Promise<void>;
   close?(): Promise<void>;
+  /** What the engine loaded, for the worker's heartbeat (model engines only). */
+  loaded?(): LoadedModel;
+}
+
+export interface LoadedModel {
+  engine: string;
+  device: 'cpu' | 'cuda';
+  voices: string[];
 }
 
 export class EngineError extends Error {

@@ -113,7 +113,8 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     abort.addEventListener('abort', halt, { once: true });
 
     try {
-      const resampler = resamplerFor(engine.sampleRate);
+      // Piper voices differ in rate (16 kHz, 22,050 Hz): the speaker's own.
+      const resampler = resamplerFor(engine.sampleRateFor?.(data.speaker) ?? engine.sampleRate);
       const write = async (pcm24: Buffer) => {
         if (pcm24.length === 0) return;
         if (tempo) await tempo.write(pcm24);

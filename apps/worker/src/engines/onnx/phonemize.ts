@@ -1,0 +1,43 @@
+import { spawn } from 'node:child_process';
+import { EngineError } from '../engine.ts';
+
+const PUNCTUATION = /([.,;:!?]+)/;
+
+/**
+ * Text → espeak-ng IPA, as Piper and Kokoro expect it. `espeak-ng --ipa` drops punctuation, which these models use
+ * for pauses and intonation, so the text is split at `.,;:!?`, each piece phonemised, and the marks put back after
+ * their piece. Text goes to espeak-ng on stdin, never argv; argv holds only the voice's espeak language, held to a
+ * strict shape.
+ */
+export async function phonemize(text: string, language: string, signal: AbortSignal, binary = 'espeak-ng'): Promise<string> {
+  if (!/^[A-Za-z0-9_-]{1,40}$/.test(language)) throw new EngineError(`invalid espeak language ${language}`);
+  const parts = text.split(PUNCTUATION);
+  // [text, marks, text, marks, ..., text]
+  const pieces: { text: string; marks: string }[] = [];
+  for (let i = 0; i < parts.length; i += 2) pieces.push({ text: parts[i]!, marks: parts[i + 1] ?? '' });
+  const ipa = await Promise.all(pieces.map((p) => (p.text.trim() ? espeakIpa(p.text, language, signal, binary) : '')));
+  let out = '';
+  pieces.forEach((p, i) => {
+    const words = ipa[i]!;
+    if (words) out += (out && !out.endsWith(' ') ? ' ' : '') + words;
+    if (p.marks) out += p.marks + ' ';
+  });
+  return out.trim();
+}
+
+function espeakIpa(text: string, language: string, signal: AbortSignal, binary: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, ['-q', '--ipa', '-v', language], { stdio: ['pipe', 'pipe', 'pipe'], signal });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-1000)));
+    child.once('error', (e) => reject(signal.aborted ? e : new EngineError(`espeak-ng not usable: ${e.message}`)));
+    child.once('close', (code) => {
+      if (code === 0) resolve(out.replace(/\s+/g, ' ').trim());
+      else reject(new EngineError(`espeak-ng --ipa exited with ${code}: ${err.trim()}`));
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(text + '\n', 'utf8');
+  });
+}
