@@ -9,6 +9,7 @@ import { ROOT, startStack, type Stack } from './helpers/stack.ts';
 import { freePort } from './helpers/redis-server.ts';
 import { track } from './helpers/child-cleanup.ts';
 import { decodedDuration } from './helpers/audio.ts';
+import { speechWithPause } from './helpers/slow-reader.ts';
 
 /*
  * Issue 9, finding 7 at the gateway: the shipped deploy/nginx/nginx.conf, run by a real nginx in front of a real
@@ -97,26 +98,10 @@ describe.skipIf(!NGINX)('finding 7: gateway timeouts (real nginx, shipped config
 
   it('a long streamed response through the gateway, read with a pause longer than the timeouts, arrives whole', async () => {
     const input = 'Through the gateway a long answer keeps streaming past every receive timeout. '.repeat(36);
-    const bytes = await new Promise<Buffer>((resolve, reject) => {
-      const req = http.request(`${gateway}/v1/audio/speech`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-      }, (res) => {
-        expect(res.statusCode).toBe(200);
-        const parts: Buffer[] = [];
-        res.once('data', (d: Buffer) => {
-          parts.push(d);
-          res.pause();
-          setTimeout(() => {
-            res.on('data', (x: Buffer) => parts.push(x));
-            res.resume();
-          }, BODY_TIMEOUT_S * 3000);
-        });
-        res.on('end', () => resolve(Buffer.concat(parts)));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end(JSON.stringify({ model: 'tts-1', voice: 'alloy', input, response_format: 'wav' }));
-    });
+    const { status, bytes } = await speechWithPause(
+      `${gateway}/v1/audio/speech`, { model: 'tts-1', voice: 'alloy', input, response_format: 'wav' }, BODY_TIMEOUT_S * 3000,
+    );
+    expect(status).toBe(200);
     expect(bytes.length).toBeGreaterThan(4_000_000);
     expect(await decodedDuration(bytes, 'wav')).toBeCloseTo((bytes.length - 44) / 48_000, 1);
   });

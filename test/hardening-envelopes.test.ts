@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import OpenAI from 'openai';
 import { startStack, postJson, type Stack } from './helpers/stack.ts';
 import { decodedDuration } from './helpers/audio.ts';
+import { speechWithPause } from './helpers/slow-reader.ts';
 
 /*
  * Issue 9, findings 7 (request timeouts), 8 (bad input that gave a 500) and 9 (errors outside the envelope).
@@ -192,27 +193,11 @@ describe('finding 7: request timeouts cut slow requests, not long responses', ()
   it('a streamed response that lasts several times REQUEST_TIMEOUT_S, read with a pause, arrives whole', async () => {
     // About 9 MB of wav: more than the socket buffers take while the client pauses, so the API is still sending.
     const input = 'A long answer keeps streaming well past the request timeout, and nothing may cut it. '.repeat(36);
-    const bytes = await new Promise<Buffer>((resolve, reject) => {
-      const req = http.request(`${stack.baseUrl}/v1/audio/speech`, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
-      }, (res) => {
-        expect(res.statusCode).toBe(200);
-        const parts: Buffer[] = [];
-        res.once('data', (d: Buffer) => {
-          parts.push(d);
-          res.pause();
-          // Not reading for 3 × the request timeout: a slow client, the response must survive it.
-          setTimeout(() => {
-            res.on('data', (x: Buffer) => parts.push(x));
-            res.resume();
-          }, REQUEST_TIMEOUT_S * 3000);
-        });
-        res.on('end', () => resolve(Buffer.concat(parts)));
-        res.on('error', reject);
-      });
-      req.on('error', reject);
-      req.end(JSON.stringify({ ...GOOD, input, response_format: 'wav' }));
-    });
+    // Not reading for 3 × the request timeout: a slow client, the response must survive it.
+    const { status, bytes } = await speechWithPause(
+      `${stack.baseUrl}/v1/audio/speech`, { ...GOOD, input, response_format: 'wav' }, REQUEST_TIMEOUT_S * 3000,
+    );
+    expect(status).toBe(200);
     expect(bytes.length).toBeGreaterThan(4_000_000);
     expect(await decodedDuration(bytes, 'wav')).toBeCloseTo((bytes.length - 44) / 48_000, 1);
   });
