@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
-  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, TtsJob,
+  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, pickSynthesisOptions, TtsJob,
   type TtsJobResult,
 } from '@chorus/shared';
 import type { TtsEngine } from '../engines/engine.ts';
@@ -48,6 +48,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const data = parsed.data;
     const log = deps.logger.child({ jobId: job.id, reqId: data.requestId, engine: data.engine });
     const abort = signal ?? new AbortController().signal;
+    const options = pickSynthesisOptions(data);
 
     const position = await readStreamPosition(deps.redis, data.streamKey);
     if (position.finished) {
@@ -131,8 +132,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
         const resampling = resampler.stream();
         for await (const pcm of engine.synthesize(
           {
-            text: segment, speaker: data.speaker, speed: engineSpeed, lang: data.lang,
-            instructions: data.instructions, seed: data.seed, temperature: data.temperature,
+            ...options, speed: engineSpeed, text: segment, speaker: data.speaker,
             preset: data.preset?.values, niceness: background ? BACKGROUND_NICENESS : undefined,
           },
           stop.signal,
