@@ -37,6 +37,17 @@ export interface LoadedModel {
   voices: string[];
 }
 
+/**
+ * An engine failure. `transient`: a fault of this run rather than of its input (the engine process died by a
+ * signal, an inference call threw), so the job is retried and resumes its stream at the byte offset; otherwise
+ * the same input would fail again and the job fails at once.
+ */
 export class EngineError extends Error {
   override readonly name = 'EngineError';
+  readonly transient: boolean;
+
+  constructor(message: string, opts: { transient?: boolean; cause?: unknown } = {}) {
+    super(message, { cause: opts.cause });
+    this.transient = opts.transient ?? false;
+  }
 }
