@@ -52,7 +52,7 @@ const metrics = new WorkerMetrics();
 const cancels = new CancelListener(subscriber, redis, keys);
 
 const processors = { [JOB_NAMES.synthesize]: createSynthesizeProcessor({
-  redis, engines, encoders, streamTtlS: config.streamTtlS, logger, metrics,
+  redis, engines, encoders, streamTtlS: config.streamTtlS, logger, metrics, maxStartedAttempts: config.maxStartedAttempts,
   isCancelled: (id) => cancels.isCancelled(id),
 }) };
 // Every job in the catalog needs exactly one processor, and no processor may lack a catalog entry.
@@ -91,7 +91,8 @@ const workers = lanes.map(({ engine, lane, concurrency }) => {
   worker.on('error', (err) => logger.warn({ err: err.message, engine }, 'worker error'));
   worker.on('stalled', (jobId) => logger.warn({ jobId, engine }, 'job stalled; it will be retried'));
   worker.on('failed', (job, err) => {
-    if (!job) return;
+    // Emitted for every failed attempt: one that BullMQ retries (no finishedOn) keeps its stream open.
+    if (!job?.finishedOn) return;
     terminateStream(redis, job, err, config.streamTtlS)
       .then((wrote) => wrote && logger.warn({ jobId: job.id, engine, err: err.message }, 'job failed outside the processor'))
       .catch((e: Error) => logger.error({ jobId: job.id, err: e.message }, 'could not end the stream of a failed job'));

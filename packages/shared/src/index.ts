@@ -10,6 +10,7 @@ export * from './redis.ts';
 export * from './schemas/job.ts';
 export * from './schemas/legacy.ts';
 export * from './schemas/speech.ts';
+export * from './schemas/synthesis.ts';
 export * from './stream-protocol.ts';
 export * from './validation.ts';
 export * from './voices.ts';

@@ -31,9 +31,12 @@ export const JOB_CATALOG = {
   [JOB_NAMES.synthesize]: {
     schema: TtsJob,
     options: {
-      // Engine failures are reported on the stream and not retried (the client is already listening); crashed
-      // workers are covered by stall recovery, which does not consume attempts.
-      attempts: 1,
+      // Transient engine failures (a crashed engine process, a failed inference call, a dead encoder, a Redis
+      // error) are retried and resume the stream at its byte offset; the last attempt reports on the stream.
+      // Permanent ones (bad input, cancel, audio limit) fail at once. Crashed workers are covered by stall
+      // recovery, which does not consume attempts.
+      attempts: 3,
+      backoff: { type: 'exponential', delay: 250 },
       removeOnComplete: { age: 3600, count: 10_000 },
       removeOnFail: { age: 24 * 3600, count: 10_000 },
     } satisfies JobsOptions,

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { isVoiceBlend } from './voice-blend.ts';
+import { SeedField, SpeedField, TemperatureField } from './schemas/synthesis.ts';
 
 /** OpenAI's voice names; every one resolves, to its mapped speaker or else to the default speaker. */
 export const OPENAI_VOICES = [
@@ -28,13 +29,14 @@ const EngineVoice = z
 
 export const Preset = z
   .object({
-    temperature: z.number().min(0).max(2).optional(),
-    speed: z.number().min(0.25).max(4).optional(),
+    temperature: TemperatureField.optional(),
+    speed: SpeedField.optional(),
     /** 0..99, espeak-ng's -p scale (50 = normal). */
     pitch: z.number().int().min(0).max(99).optional(),
     /** espeak-ng variant name (e.g. `f3`, `whisper`). */
     variant: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/).optional(),
-    seed: z.number().int().optional(),
+    // The same range as a request's seed: preset values go into the job payload, which checks them.
+    seed: SeedField.optional(),
   })
   .strict();
 export type Preset = z.infer<typeof Preset>;

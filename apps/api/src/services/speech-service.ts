@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import {
   ChorusError, JOB_CATALOG, JOB_NAMES, newJobId, PRIORITY, speechQueueName, type Lane, type ModelTable, type RedisKeys,
-  type Speaker, type TtsJob, type TtsJobInput, type VoiceCatalog,
+  type Speaker, type SynthesisOptions, type TtsJob, type TtsJobInput, type VoiceCatalog,
 } from '@chorus/shared';
 import type { StreamHub } from '../relay/stream-hub.ts';
 import type { JobStream } from '../relay/job-stream.ts';
@@ -18,11 +18,9 @@ export interface SynthesisParams {
   text: string;
   voice: string;
   format: TtsJob['format'];
-  speed: number;
-  lang?: string;
-  instructions?: string;
-  seed?: number;
-  temperature?: number;
+  /** Under internal names; each dialect maps its wire names once (speechSynthesisOptions, legacySynthesisOptions). */
+  options: SynthesisOptions;
+  /** Preset name; its values fill in options the request left at their defaults. */
   preset?: string;
   route: string;
   requestId: string;
@@ -133,11 +131,13 @@ export class SpeechService {
     const { engine, speaker } = await this.route(p.model, p.voice);
     const jobId = newJobId();
     const streamKey = this.#keys.audioStream(this.#relayId, jobId);
+    const o = p.options;
     const job: TtsJob = {
       v: 1, requestId: p.requestId, streamKey, engine, model: p.model, text: p.text, speaker, format: p.format,
-      speed: preset?.values.speed !== undefined && p.speed === 1 ? preset.values.speed : p.speed,
-      lang: p.lang, instructions: p.instructions, seed: p.seed ?? preset?.values.seed,
-      temperature: p.temperature ?? preset?.values.temperature, preset, route: p.route,
+      ...o,
+      speed: preset?.values.speed !== undefined && o.speed === 1 ? preset.values.speed : o.speed,
+      seed: o.seed ?? preset?.values.seed,
+      temperature: o.temperature ?? preset?.values.temperature, preset, route: p.route,
       priority: p.priority ?? 'realtime', enqueuedAt: Date.now(), owner: p.owner, maxAudioS: this.#maxAudioS,
     } satisfies TtsJobInput;
     const stream = this.#hub.subscribe(streamKey);

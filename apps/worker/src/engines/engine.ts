@@ -1,15 +1,12 @@
-import type { Preset, Speaker } from '@chorus/shared';
+import type { Preset, Speaker, SynthesisOptions } from '@chorus/shared';
 
-export interface SynthesisInput {
+/** The job's synthesis options (speed, lang, instructions, seed, temperature) plus what the pipeline adds. */
+export interface SynthesisInput extends SynthesisOptions {
   /** One segment of the request's text (the pipeline splits the input). */
   text: string;
   speaker: Speaker;
   /** The part of the requested speed the engine should apply itself (within its speedRange). */
   speed: number;
-  lang?: string;
-  instructions?: string;
-  seed?: number;
-  temperature?: number;
   preset?: Preset;
   /** Batch work: engines that run child processes lower their CPU priority (by this niceness). */
   niceness?: number;
@@ -40,6 +37,17 @@ export interface LoadedModel {
   voices: string[];
 }
 
+/**
+ * An engine failure. `transient`: a fault of this run rather than of its input (the engine process died by a
+ * signal, an inference call threw), so the job is retried and resumes its stream at the byte offset; otherwise
+ * the same input would fail again and the job fails at once.
+ */
 export class EngineError extends Error {
   override readonly name = 'EngineError';
+  readonly transient: boolean;
+
+  constructor(message: string, opts: { transient?: boolean; cause?: unknown } = {}) {
+    super(message, { cause: opts.cause });
+    this.transient = opts.transient ?? false;
+  }
 }

@@ -72,8 +72,9 @@ const SPEAKABLE = /[\p{L}\p{N}]/u;
 
 /**
  * One espeak-ng run: `text` (already plain text) on stdin, 16-bit PCM samples out as they come. A run that
- * ends by a signal (espeak-ng segfaults on some inputs), exits non-zero, or yields no samples for text with
- * letters or digits (espeak-ng then exits 0 with a bare WAV header) throws: audio is never silently lost.
+ * ends by a signal (espeak-ng segfaults on some inputs; a transient EngineError), exits non-zero, or yields no
+ * samples for text with letters or digits (espeak-ng then exits 0 with a bare WAV header) throws: audio is never
+ * silently lost.
  * Error messages hold espeak-ng's stderr: for logs, not for clients.
  */
 export async function* runEspeak(
@@ -130,7 +131,8 @@ export async function* runEspeak(
       if (data.length > 0) yield data;
     }
     const { code, signal: killedBy } = await exited;
-    if (killedBy) throw new EngineError(`espeak-ng killed by ${killedBy}: ${stderr.trim()}`);
+    // A crash is worth a retry (the stream resumes where it stopped); a refusal (exit code) is not.
+    if (killedBy) throw new EngineError(`espeak-ng killed by ${killedBy}: ${stderr.trim()}`, { transient: true });
     if (code !== 0) throw new EngineError(`espeak-ng exited with ${code}: ${stderr.trim()}`);
     if (samples === 0 && SPEAKABLE.test(text)) {
       throw new EngineError(`espeak-ng exited 0 without audio for ${text.length} characters: ${stderr.trim()}`);

@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseVoiceBlend, VoiceBlendError } from '@chorus/shared';
+import { ChorusError, parseVoiceBlend, VoiceBlendError } from '@chorus/shared';
 import { EngineError, type LoadedModel, type SynthesisInput, type TtsEngine } from './engine.ts';
 import { plainText } from './plain-text.ts';
 import { phonemize } from './onnx/phonemize.ts';
@@ -89,7 +89,8 @@ export class KokoroEngine implements TtsEngine {
     try {
       parts = parseVoiceBlend(voice, (v) => this.#voices.has(v));
     } catch (err) {
-      if (err instanceof VoiceBlendError) throw new EngineError(`Kokoro voice: ${err.message}`);
+      // The client's voice is wrong (not loaded here): a 400, no retry.
+      if (err instanceof VoiceBlendError) throw new ChorusError('TTS_ERR_VOICE_UNKNOWN', `Kokoro voice: ${err.message}`, { param: 'voice' });
       throw err;
     }
     const row = Math.min(Math.max(tokens, 0), STYLE_ROWS - 1);

@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Speaker } from '@chorus/shared';
+import { ChorusError, type Speaker } from '@chorus/shared';
 import { EngineError, type LoadedModel, type SynthesisInput, type TtsEngine } from './engine.ts';
 import { plainText } from './plain-text.ts';
 import { phonemize } from './onnx/phonemize.ts';
@@ -94,10 +94,11 @@ export class PiperEngine implements TtsEngine {
   #resolve(name: string | undefined): { voice: PiperVoice; sid: number } {
     const [base, speaker] = (name ?? [...this.#voices.keys()][0]!).split('/') as [string, string | undefined];
     const voice = this.#voices.get(base);
-    if (!voice) throw new EngineError(`unknown Piper voice "${base}" (loaded: ${[...this.#voices.keys()].join(', ')})`);
+    // The client's voice, not the engine, is wrong (a worker whose MODELS_DIR lacks it took the job): a 400, no retry.
+    if (!voice) throw new ChorusError('TTS_ERR_VOICE_UNKNOWN', `unknown Piper voice "${base}" (not loaded by the worker that took the request)`, { param: 'voice' });
     if (speaker === undefined) return { voice, sid: 0 };
     const sid = voice.speakers.get(speaker);
-    if (sid === undefined) throw new EngineError(`Piper voice ${base} has no speaker "${speaker}"`);
+    if (sid === undefined) throw new ChorusError('TTS_ERR_VOICE_UNKNOWN', `Piper voice ${base} has no speaker "${speaker}"`, { param: 'voice' });
     return { voice, sid };
   }
 

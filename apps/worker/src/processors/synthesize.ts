@@ -3,10 +3,10 @@ import type { Redis } from 'ioredis';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
-  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, TtsJob,
+  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, pickSynthesisOptions, TtsJob,
   type TtsJobResult,
 } from '@chorus/shared';
-import type { TtsEngine } from '../engines/engine.ts';
+import { EngineError, type TtsEngine } from '../engines/engine.ts';
 import { BACKGROUND_NICENESS, type EncoderPool } from '../encoders/encoder-pool.ts';
 import { TempoStage } from '../encoders/tempo-stage.ts';
 import { Resampler } from '../audio/resampler.ts';
@@ -21,6 +21,8 @@ export interface SynthesizeDeps {
   streamTtlS: number;
   logger: Logger;
   metrics: WorkerMetrics;
+  /** The worker's maxStartedAttempts (MAX_STARTED_ATTEMPTS): BullMQ retries no job started this often. */
+  maxStartedAttempts?: number;
   /** True when the job's cancel flag is set (client went away before we started). */
   isCancelled(jobId: string): Promise<boolean>;
 }
@@ -37,9 +39,28 @@ function resamplerFor(rate: number): Resampler {
 }
 
 /**
+ * A failure that another run may not repeat: an engine process killed by a signal, an inference call that threw
+ * (EngineError with `transient`), and whatever is not an engine's verdict on its input — a dead ffmpeg, a Redis
+ * error. Bad input (ChorusError, a plain EngineError) fails the same way every time.
+ */
+export function isTransient(err: unknown): boolean {
+  if (err instanceof ChorusError) return false;
+  if (err instanceof EngineError) return err.transient;
+  return true;
+}
+
+/** Whether BullMQ would retry this attempt's failure (its own rule: attempts, and maxStartedAttempts). */
+function hasAttemptsLeft(job: Job, maxStartedAttempts: number | undefined): boolean {
+  if (maxStartedAttempts && job.attemptsStarted >= maxStartedAttempts) return false;
+  return job.attemptsMade + 1 < (job.opts.attempts ?? 1);
+}
+
+/**
  * The `synthesize` processor: text → segments → engine PCM → 24 kHz → (tempo) → encoder → stream records.
- * Failures are published on the stream as an `error` record (the client is already listening) and end the job
- * without retry; a crashed worker's job is picked up by stall recovery and resumes at the stream's byte offset.
+ * A permanent failure is published on the stream as an `error` record (the client is already listening) and
+ * ends the job without retry. A transient one (see isTransient) is thrown for BullMQ to retry, with nothing
+ * published: the next attempt regenerates the deterministic audio and resumes at the stream's byte offset, and
+ * only the last attempt publishes the error. A crashed worker's job is picked up by stall recovery likewise.
  */
 export function createSynthesizeProcessor(deps: SynthesizeDeps) {
   return async function synthesize(job: Job, _token?: string, signal?: AbortSignal): Promise<TtsJobResult> {
@@ -48,6 +69,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const data = parsed.data;
     const log = deps.logger.child({ jobId: job.id, reqId: data.requestId, engine: data.engine });
     const abort = signal ?? new AbortController().signal;
+    const options = pickSynthesisOptions(data);
 
     const position = await readStreamPosition(deps.redis, data.streamKey);
     if (position.finished) {
@@ -131,8 +153,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
         const resampling = resampler.stream();
         for await (const pcm of engine.synthesize(
           {
-            text: segment, speaker: data.speaker, speed: engineSpeed, lang: data.lang,
-            instructions: data.instructions, seed: data.seed, temperature: data.temperature,
+            ...options, speed: engineSpeed, text: segment, speaker: data.speaker,
             preset: data.preset?.values, niceness: background ? BACKGROUND_NICENESS : undefined,
           },
           stop.signal,
@@ -161,6 +182,12 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       // What the client sees: a catalogue code and a message written for clients. Engine and ffmpeg messages
       // (exit codes, stderr) go to the log only.
       const failure = tooLong ?? err;
+      if (!cancelled && isTransient(failure) && hasAttemptsLeft(job, deps.maxStartedAttempts)) {
+        // Counted as `retried` when the next attempt starts; no error record, so the client keeps waiting.
+        await writer.abandon();
+        log.warn({ err: (failure as Error).message, attempt: job.attemptsMade + 1 }, 'transient failure; job will be retried');
+        throw new Error(`transient: ${(failure as Error).message}`, { cause: failure });
+      }
       const known = failure instanceof ChorusError ? failure : undefined;
       const code = cancelled ? ERRORS.TTS_ERR_CANCELLED.code : (known?.code ?? ERRORS.TTS_ERR_ENGINE_FAILED.code);
       const message = cancelled ? CANCELLED_MESSAGE : (known?.message ?? ENGINE_FAILED_MESSAGE);

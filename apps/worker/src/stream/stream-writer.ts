@@ -41,6 +41,7 @@ export class StreamWriter {
   #pendingBytes = 0;
   #inFlight: Promise<void> | undefined;
   #error: Error | undefined;
+  #abandoned = false;
   /** Container bytes produced by this attempt, including skipped ones. */
   producedBytes = 0;
   chunks = 0;
@@ -57,6 +58,7 @@ export class StreamWriter {
 
   /** Queue bytes for publishing; never blocks the encoder. */
   push(chunk: Buffer): void {
+    if (this.#abandoned) return;
     this.producedBytes += chunk.length;
     let data = chunk;
     if (this.#skip > 0) {
@@ -112,6 +114,17 @@ export class StreamWriter {
       // the error record matters more than the audio that failed to go out
     }
     await this.#append({ type: 'error', seq: this.#seq++, code, message });
+  }
+
+  /**
+   * This attempt stops writing (it will be retried): later pushes are dropped and the XADD in flight is waited
+   * for, so the next attempt reads a stream position that no late write of this one can change.
+   */
+  async abandon(): Promise<void> {
+    this.#abandoned = true;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    while (this.#inFlight) await this.#inFlight;
   }
 
   get bytes(): number {

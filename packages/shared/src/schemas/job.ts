@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AudioFormat } from '../audio-formats.ts';
 import { Preset, Speaker } from '../voices.ts';
+import { SynthesisOptions } from './synthesis.ts';
 
 /**
  * The payload of a `synthesize` job. Jobs outlive deploys: add new fields as optional, never repurpose one.
@@ -18,11 +19,8 @@ export const TtsJob = z.object({
   text: z.string().min(1),
   speaker: Speaker,
   format: AudioFormat,
-  speed: z.number().min(0.25).max(4),
-  lang: z.string().optional(),
-  instructions: z.string().optional(),
-  seed: z.number().int().optional(),
-  temperature: z.number().optional(),
+  /** speed, lang, instructions, seed, temperature: top-level fields of the payload, as they always were. */
+  ...SynthesisOptions.shape,
   /** Preset name and its values, resolved by the API. */
   preset: z.object({ name: z.string(), values: Preset }).optional(),
   /** Which route asked (metrics label). */

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AudioFormat } from '../audio-formats.ts';
+import { LangField, PresetNameField, SeedField, SpeedField, TemperatureField, type SynthesisOptions } from './synthesis.ts';
 
 /** Fields of the legacy `/api/generate_tts*` body; anything else is ignored (kept stable for old clients). */
 export const LEGACY_TTS_FIELDS = ['text', 'speaker', 'preset', 'temperature', 'speed', 'format', 'language', 'seed'] as const;
@@ -12,12 +13,17 @@ export function legacyTtsRequestSchema(maxInputChars: number) {
       .max(maxInputChars)
       .refine((s) => s.trim().length > 0, { message: 'text must contain text' }),
     speaker: z.string().min(1).max(200).optional(),
-    preset: z.string().min(1).max(64).optional(),
-    temperature: z.number().min(0).max(2).optional(),
-    speed: z.number().min(0.25).max(4).default(1),
+    preset: PresetNameField.optional(),
+    temperature: TemperatureField.optional(),
+    speed: SpeedField.default(1),
     format: AudioFormat.default('wav'),
-    language: z.string().regex(/^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$/).optional(),
-    seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+    language: LangField.optional(),
+    seed: SeedField.optional(),
   });
 }
 export type LegacyTtsRequest = z.infer<ReturnType<typeof legacyTtsRequestSchema>>;
+
+/** The legacy body's synthesis options under internal names (`language` → `lang`); it has no instructions. */
+export function legacySynthesisOptions(body: LegacyTtsRequest): SynthesisOptions {
+  return { speed: body.speed, lang: body.language, seed: body.seed, temperature: body.temperature };
+}

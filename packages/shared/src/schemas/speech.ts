@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { AudioFormat } from '../audio-formats.ts';
+import {
+  InstructionsField, LangField, PresetNameField, SeedField, SpeedField, TemperatureField, type SynthesisOptions,
+} from './synthesis.ts';
 
 /** OpenAI's documented fields plus our extensions; anything else is ignored and named in a response header. */
 export const SPEECH_FIELDS = [
@@ -18,16 +21,21 @@ export function speechRequestSchema(maxInputChars: number) {
       .max(maxInputChars)
       .refine((s) => s.trim().length > 0, { message: 'input must contain text' }),
     voice: z.union([z.string().min(1).max(200), z.object({ id: z.string().min(1).max(200) })]),
-    instructions: z.string().max(4096).optional(),
+    instructions: InstructionsField.optional(),
     response_format: AudioFormat.default('mp3'),
-    speed: z.number().min(0.25).max(4).default(1),
+    speed: SpeedField.default(1),
     stream_format: StreamFormat.default('audio'),
     // Extensions (documented in README): OpenAI's SDKs never send them.
     stream: z.boolean().default(true),
-    lang: z.string().regex(/^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$/).optional(),
-    seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
-    preset: z.string().min(1).max(64).optional(),
-    temperature: z.number().min(0).max(2).optional(),
+    lang: LangField.optional(),
+    seed: SeedField.optional(),
+    preset: PresetNameField.optional(),
+    temperature: TemperatureField.optional(),
   });
 }
 export type SpeechRequest = z.infer<ReturnType<typeof speechRequestSchema>>;
+
+/** The OpenAI body's synthesis options under internal names (the one place its wire names are mapped). */
+export function speechSynthesisOptions(body: SpeechRequest): SynthesisOptions {
+  return { speed: body.speed, lang: body.lang, instructions: body.instructions, seed: body.seed, temperature: body.temperature };
+}

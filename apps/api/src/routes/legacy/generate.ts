@@ -1,6 +1,8 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { FORMAT_INFO, legacyTtsRequestSchema, OUTPUT_SAMPLE_RATE, parseOrThrow, type LegacyTtsRequest } from '@chorus/shared';
+import {
+  FORMAT_INFO, legacySynthesisOptions, legacyTtsRequestSchema, OUTPUT_SAMPLE_RATE, parseOrThrow, type LegacyTtsRequest,
+} from '@chorus/shared';
 import { awaitFirstRecord } from '../../relay/first-record.ts';
 import { awaitEnd, legacySse, replayFile, withFirst } from '../../relay/framing.ts';
 import { cancelOnDisconnect } from '../openai/speech.ts';
@@ -20,10 +22,7 @@ export const legacyGenerateRoutes: FastifyPluginAsync = async (app) => {
       text: body.text,
       voice,
       format: body.format,
-      speed: body.speed,
-      lang: body.language,
-      seed: body.seed,
-      temperature: body.temperature,
+      options: legacySynthesisOptions(body),
       preset: body.preset,
       route,
       requestId: request.id,

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import {
-  FORMAT_INFO, parseOrThrow, SPEECH_FIELDS, speechRequestSchema, type SpeechRequest,
+  FORMAT_INFO, parseOrThrow, SPEECH_FIELDS, speechRequestSchema, speechSynthesisOptions, type SpeechRequest,
 } from '@chorus/shared';
 import { awaitFirstRecord } from '../../relay/first-record.ts';
 import { awaitEnd, openaiSse, rawAudio, replayFile } from '../../relay/framing.ts';
@@ -35,11 +35,7 @@ export const speechRoutes: FastifyPluginAsync = async (app) => {
       text: body.input,
       voice: typeof body.voice === 'string' ? body.voice : body.voice.id,
       format: body.response_format,
-      speed: body.speed,
-      lang: body.lang,
-      instructions: body.instructions,
-      seed: body.seed,
-      temperature: body.temperature,
+      options: speechSynthesisOptions(body),
       preset: body.preset,
       route: body.stream_format === 'sse' ? 'speech_sse' : 'speech',
       requestId: request.id,

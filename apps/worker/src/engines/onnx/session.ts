@@ -67,7 +67,8 @@ export class OnnxSession {
       if (!p) return;
       this.#pending.delete(msg.id);
       if (this.#pending.size === 0) this.#worker.unref();
-      if (msg.error !== undefined) p.reject(new EngineError(`inference failed: ${msg.error}`));
+      // A failed run is retried (the job resumes at its byte offset); a model that cannot load fails at start-up.
+      if (msg.error !== undefined) p.reject(new EngineError(`inference failed: ${msg.error}`, { transient: true }));
       else p.resolve(msg.outputs!);
     });
     const failAll = (err: Error) => {
@@ -75,8 +76,8 @@ export class OnnxSession {
       for (const p of this.#pending.values()) p.reject(err);
       this.#pending.clear();
     };
-    worker.on('error', (err) => failAll(new EngineError(`inference thread failed: ${err.message}`)));
-    worker.on('exit', () => failAll(new EngineError('inference thread exited')));
+    worker.on('error', (err) => failAll(new EngineError(`inference thread failed: ${err.message}`, { transient: true })));
+    worker.on('exit', () => failAll(new EngineError('inference thread exited', { transient: true })));
   }
 
   get inputNames(): string[] {
