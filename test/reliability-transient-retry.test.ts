@@ -144,7 +144,7 @@ describe('an unknown Piper voice on the worker that took the job', () => {
     expect(await waitFor(async () => (await records()).some((r) => r.type !== 'audio'), 20_000)).toBeGreaterThanOrEqual(0);
     const all = await records();
     expect(all).toHaveLength(1);
-    expect(all[0]).toMatchObject({ type: 'error', code: 'invalid_value' });
+    expect(all[0]).toMatchObject({ type: 'error', code: 'invalid_value', param: 'voice' });
     expect((all[0] as { message: string }).message).toContain('en_US-nobody-low');
     const q = stack.queue('piper');
     expect(await waitFor(async () => (await q.getJobState(jobId)) === 'failed', 10_000)).toBeGreaterThanOrEqual(0);

@@ -19,5 +19,8 @@ describe('stream records', () => {
     expect(roundTrip({ type: 'error', seq: 0, code: 'engine_error', message: 'boom: ü' })).toEqual({
       type: 'error', seq: 0, code: 'engine_error', message: 'boom: ü',
     });
+    expect(roundTrip({ type: 'error', seq: 2, code: 'invalid_value', message: 'no such voice', param: 'voice' })).toEqual({
+      type: 'error', seq: 2, code: 'invalid_value', message: 'no such voice', param: 'voice',
+    });
   });
 });

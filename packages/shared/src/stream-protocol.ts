@@ -5,7 +5,7 @@ import { z } from 'zod';
  *
  *   audio  t=a seq=<n> off=<byte offset> d=<bytes>      bytes of the requested container, in order
  *   end    t=e seq=<n> bytes=<total> dur=<seconds> chars=<n>
- *   error  t=x seq=<n> code=<OpenAI code> msg=<message>
+ *   error  t=x seq=<n> code=<OpenAI code> msg=<message> [param=<request field>]
  *
  * `seq` starts at 0 and grows by one per record. `off` is where `d` starts in the whole file: a worker that
  * takes over a crashed job's stream regenerates the (deterministic) audio and skips what was already published,
@@ -30,6 +30,8 @@ export const ErrorRecord = z.object({
   seq: z.number().int().min(0),
   code: z.string(),
   message: z.string(),
+  /** The request field the error is about (`voice`, `input`), when there is one. */
+  param: z.string().optional(),
 });
 export const StreamRecord = z.discriminatedUnion('type', [AudioRecord, EndRecord, ErrorRecord]);
 export type AudioRecord = z.infer<typeof AudioRecord>;
@@ -48,7 +50,10 @@ export function encodeRecord(record: StreamRecord): (string | Buffer)[] {
         'dur', record.durationS.toFixed(3), 'chars', String(record.chars),
       ];
     case 'error':
-      return ['t', 'x', 'seq', String(record.seq), 'code', record.code, 'msg', record.message];
+      return [
+        't', 'x', 'seq', String(record.seq), 'code', record.code, 'msg', record.message,
+        ...(record.param ? ['param', record.param] : []),
+      ];
   }
 }
 
@@ -64,7 +69,7 @@ export function decodeRecord(fields: Buffer[]): StreamRecord {
       ? { type: 'audio', seq: num('seq'), offset: num('off'), data: map.get('d') ?? Buffer.alloc(0) }
       : t === 'e'
         ? { type: 'end', seq: num('seq'), bytes: num('bytes'), durationS: num('dur'), chars: num('chars') }
-        : { type: 'error', seq: num('seq'), code: str('code') || 'internal_error', message: str('msg') };
+        : { type: 'error', seq: num('seq'), code: str('code') || 'internal_error', message: str('msg'), param: str('param') || undefined };
   return StreamRecord.parse(raw);
 }
 

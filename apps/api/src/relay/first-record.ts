@@ -29,7 +29,7 @@ export async function awaitFirstRecord(
         if (started.stream.closed) throw new ChorusError('TTS_ERR_CANCELLED', 'The client closed the request.');
         throw new ChorusError('TTS_ERR_INTERNAL', 'The job stream closed before any audio.');
       }
-      if (result.record.type === 'error') throw errorFromRecord(result.record.code, result.record.message);
+      if (result.record.type === 'error') throw errorFromRecord(result.record.code, result.record.message, result.record.param);
       return result;
     }
     deadline = Date.now() + RECHECK_MS;
@@ -57,7 +57,8 @@ async function neverStarted(speech: SpeechService, started: StartedJob): Promise
   }
 }
 
-export function errorFromRecord(code: string, message: string): ChorusError {
+export function errorFromRecord(code: string, message: string, param?: string): ChorusError {
   const name = errorNameForCode(code);
-  return new ChorusError(name, name === 'TTS_ERR_INTERNAL' ? 'Synthesis failed.' : message);
+  if (name === 'TTS_ERR_INTERNAL') return new ChorusError(name, 'Synthesis failed.');
+  return new ChorusError(name, message, param === undefined ? {} : { param });
 }

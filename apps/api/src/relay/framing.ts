@@ -32,7 +32,7 @@ export async function* rawAudio(first: StreamEntry, stream: JobStream, hooks: Re
       return;
     } else {
       if (sent) hooks.onError?.(r.code);
-      throw errorFromRecord(r.code, r.message);
+      throw errorFromRecord(r.code, r.message, r.param);
     }
     entry = await stream.next();
   }
@@ -102,7 +102,7 @@ export async function* replayFile(stream: JobStream, end: EndRecord, wav: boolea
   let head: Buffer[] | undefined = wav ? [] : undefined;
   let headBytes = 0;
   for await (const { record: r } of stream) {
-    if (r.type === 'error') throw errorFromRecord(r.code, r.message);
+    if (r.type === 'error') throw errorFromRecord(r.code, r.message, r.param);
     if (r.type === 'end') break;
     sent += r.data.length;
     if (!head) {
@@ -173,7 +173,7 @@ export async function* legacySse(
         return;
       } else {
         if (sent) hooks.onError?.(r.code);
-        const e = errorFromRecord(r.code, r.message);
+        const e = errorFromRecord(r.code, r.message, r.param);
         yield legacyEvent({ type: 'error', message: e.message, code: e.code }, r.seq);
         return;
       }

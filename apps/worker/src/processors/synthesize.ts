@@ -191,7 +191,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       const known = failure instanceof ChorusError ? failure : undefined;
       const code = cancelled ? ERRORS.TTS_ERR_CANCELLED.code : (known?.code ?? ERRORS.TTS_ERR_ENGINE_FAILED.code);
       const message = cancelled ? CANCELLED_MESSAGE : (known?.message ?? ENGINE_FAILED_MESSAGE);
-      await writer.fail(code, message).catch((failErr: unknown) => log.error({ err: failErr }, 'could not publish error record'));
+      await writer.fail(code, message, cancelled ? undefined : (known?.param ?? undefined)).catch((failErr: unknown) => log.error({ err: failErr }, 'could not publish error record'));
       deps.metrics.jobs.inc({ status: cancelled ? 'cancelled' : 'failed', engine: data.engine });
       if (cancelled) log.info('job cancelled');
       else {

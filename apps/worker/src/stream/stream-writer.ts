@@ -105,7 +105,7 @@ export class StreamWriter {
     await this.#append({ type: 'end', seq: this.#seq++, bytes: this.#offset, durationS: info.durationS, chars: info.chars });
   }
 
-  async fail(code: string, message: string): Promise<void> {
+  async fail(code: string, message: string, param?: string): Promise<void> {
     this.#pending = [];
     this.#pendingBytes = 0;
     try {
@@ -113,7 +113,7 @@ export class StreamWriter {
     } catch {
       // the error record matters more than the audio that failed to go out
     }
-    await this.#append({ type: 'error', seq: this.#seq++, code, message });
+    await this.#append({ type: 'error', seq: this.#seq++, code, message, param });
   }
 
   /**
