@@ -51,10 +51,13 @@ export function createApiClient(opts: ApiOpts): ApiClient {
   return { client, baseUrl };
 }
 
-/** What the SDK threw, as one line: `400 invalid_value (voice): Invalid voice 'x'…`; undefined if not the SDK's. */
-export function apiErrorLine(err: unknown): string | undefined {
-  if (err instanceof APIConnectionTimeoutError) return 'the API did not answer in time (request timed out)';
-  if (err instanceof APIConnectionError) return `cannot reach the API: ${rootCause(err)}`;
+/**
+ * What the SDK threw, as one line: `400 invalid_value (voice): Invalid voice 'x'…`, `cannot reach <baseUrl>: connect
+ * ECONNREFUSED …`; undefined if it is not the SDK's.
+ */
+export function apiErrorLine(err: unknown, baseUrl = 'the API'): string | undefined {
+  if (err instanceof APIConnectionTimeoutError) return `${baseUrl} did not answer in time (request timed out)`;
+  if (err instanceof APIConnectionError) return `cannot reach ${baseUrl}: ${rootCause(err)}`;
   if (!(err instanceof APIError)) return undefined;
   const e = err as APIError & { error?: { message?: unknown } };
   const what = [e.code ?? e.type, e.param ? `(${e.param})` : undefined].filter(Boolean).join(' ');

@@ -1,11 +1,11 @@
 import { createWriteStream, rmSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { extname } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { addApiOptions, createApiClient, type ApiOpts } from '../api-client.ts';
+import { addApiOptions, apiErrorLine, createApiClient, type ApiOpts } from '../api-client.ts';
 import { CliError } from '../errors.ts';
 
 /* `chorus speak`: one POST /v1/audio/speech through the OpenAI SDK, its audio streamed to a file or to stdout. */
@@ -66,17 +66,22 @@ async function speak(textArg: string | undefined, opts: SpeakOpts) {
     input = (await readStdin()).replace(/\r?\n$/, '');
   }
   const format = formatFor(opts.output, opts.format);
-  const { client } = createApiClient(opts);
+  const { client, baseUrl } = createApiClient(opts);
   const t0 = performance.now();
   // The file is created only once the API has accepted the request: a refusal leaves nothing behind.
-  const res = await client.audio.speech.create({
-    input,
-    voice: opts.voice,
-    model: opts.model,
-    response_format: format,
-    ...(opts.speed !== undefined ? { speed: opts.speed } : {}),
-    ...(opts.instructions !== undefined ? { instructions: opts.instructions } : {}),
-  });
+  const res = await client.audio.speech
+    .create({
+      input,
+      voice: opts.voice,
+      model: opts.model,
+      response_format: format,
+      ...(opts.speed !== undefined ? { speed: opts.speed } : {}),
+      ...(opts.instructions !== undefined ? { instructions: opts.instructions } : {}),
+    })
+    .catch((err: unknown) => {
+      const line = apiErrorLine(err, baseUrl);
+      throw line === undefined ? err : new CliError(line);
+    });
   if (opts.verbose) {
     const h = (n: string) => res.headers.get(n) ?? '-';
     process.stderr.write(`chorus: engine ${h('x-chorus-engine')}, job ${h('x-job-id')}, request ${h('x-request-id')}, ${format}\n`);
@@ -89,7 +94,7 @@ async function speak(textArg: string | undefined, opts: SpeakOpts) {
   body.on('data', (c: Buffer) => (bytes += c.length));
 
   try {
-    if (toStdout) await pipeline(body, stdoutSink());
+    if (toStdout) await pipeline(body, process.stdout); // pipeline() leaves stdio streams open
     else await toFile(body, opts.output);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -103,15 +108,6 @@ async function speak(textArg: string | undefined, opts: SpeakOpts) {
     const where = toStdout ? 'stdout' : opts.output;
     process.stderr.write(`chorus: ${bytes} bytes to ${where} in ${((performance.now() - t0) / 1000).toFixed(2)} s\n`);
   }
-}
-
-/** process.stdout for pipeline(), minus the end(): stdout stays open for the process's own exit. */
-function stdoutSink(): Writable {
-  return new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      process.stdout.write(chunk, cb);
-    },
-  });
 }
 
 /** Streams into `<file>.part` and renames it on success: an interrupted run never leaves a truncated `<file>`. */

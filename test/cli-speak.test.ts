@@ -1,0 +1,188 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, inject, it } from 'vitest';
+import { decodedDuration, probe } from './helpers/audio.ts';
+import { ROOT, startStack, type Stack } from './helpers/stack.ts';
+
+/*
+ * `chorus speak` as a real subprocess (node + tsx) against the real stack: API in-process, one worker process,
+ * espeak-ng and ffmpeg. One keyed stack serves every test; the tests run concurrently (each CLI run costs ~1 CPU-s
+ * of start-up). MAX_AUDIO_SECONDS=2 gives a stream that breaks off after its first bytes; the texts of the other
+ * tests stay well under 2 s of audio.
+ */
+
+const BIN = join(ROOT, 'apps/cli/bin/chorus.js');
+const KEY = 'sk-cli-speak';
+const LIMIT_S = 2;
+// ~20 s of speech: its pcm stream starts, then is cut at the limit (see audio-limit.test.ts).
+const LONG = 'This sentence is repeated until the audio is far longer than the limit allows. '.repeat(20);
+
+interface Run {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack({ redisUrl: inject('redisUrl'), apiEnv: { API_KEYS: KEY, MAX_AUDIO_SECONDS: String(LIMIT_S) } });
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+/** The stack's base URL and key in the OpenAI SDK's variables, unless the test says otherwise. */
+function chorus(args: string[], opts: { env?: Record<string, string | undefined>; stdin?: string; cwd?: string } = {}): Promise<Run> {
+  const env: Record<string, string | undefined> = { ...process.env, OPENAI_BASE_URL: `${stack.baseUrl}/v1`, OPENAI_API_KEY: KEY, ...opts.env };
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: opts.cwd ?? ROOT,
+    env,
+    stdio: [opts.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+  });
+  if (opts.stdin !== undefined) child.stdin!.end(opts.stdin);
+  const out: Buffer[] = [];
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => out.push(d));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out), stderr });
+    });
+  });
+}
+
+async function tempDir(onTestFinished: (fn: () => Promise<void>) => void): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'chorus-speak-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A port nothing listens on: bound by the kernel's choice, then released. */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe.concurrent('chorus speak', { timeout: 120_000 }, () => {
+  it('writes a decodable mp3 to the file; --verbose names the engine on stderr', async ({ expect, onTestFinished }) => {
+    const dir = await tempDir(onTestFinished);
+    const file = join(dir, 'hello.mp3');
+    const [quiet, verbose] = await Promise.all([
+      chorus(['speak', 'Hello from the command line.', '-v', 'alloy', '-m', 'tts-1', '-o', file]),
+      chorus(['speak', 'Hello again.', '-o', join(dir, 'verbose.mp3'), '--verbose']),
+    ]);
+    expect(quiet.stderr).toBe('');
+    expect(quiet.code).toBe(0);
+    const audio = await readFile(file);
+    expect((await probe(audio, 'mp3')).codec).toBe('mp3');
+    expect(await decodedDuration(audio)).toBeGreaterThan(0.5);
+
+    expect(verbose.code).toBe(0);
+    expect(verbose.stderr).toMatch(/^chorus: engine espeak, job \S+, request \S+, mp3$/m);
+    expect((await readdir(dir)).sort()).toEqual(['hello.mp3', 'verbose.mp3']); // no .part left behind
+  });
+
+  it('-o - writes the audio to stdout; --base-url and --api-key win over the environment', async ({ expect }) => {
+    const r = await chorus(['speak', 'Straight to standard output.', '-o', '-', '--base-url', `${stack.baseUrl}/v1`, '--api-key', KEY], {
+      env: { OPENAI_BASE_URL: `http://127.0.0.1:${await closedPort()}/v1`, OPENAI_API_KEY: 'sk-wrong' },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect((await probe(r.stdout, 'mp3')).codec).toBe('mp3');
+    expect(await decodedDuration(r.stdout)).toBeGreaterThan(0.5);
+  });
+
+  it('reads the text from stdin when it is absent or "-"; the format follows the extension (wav: 24 kHz)', async ({ expect, onTestFinished }) => {
+    const dir = await tempDir(onTestFinished);
+    const [absent, dash] = await Promise.all([
+      chorus(['speak', '-o', join(dir, 'piped.wav')], { stdin: 'Hello from standard input.\n' }),
+      chorus(['speak', '-', '-o', join(dir, 'dash.flac')], { stdin: 'And from a dash.' }),
+    ]);
+    expect(absent.stderr).toBe('');
+    expect(absent.code).toBe(0);
+    const wav = await readFile(join(dir, 'piped.wav'));
+    expect(await probe(wav, 'wav')).toMatchObject({ codec: 'pcm_s16le', sampleRate: 24_000, channels: 1 });
+    expect(await decodedDuration(wav)).toBeGreaterThan(0.8);
+
+    expect(dash.code).toBe(0);
+    expect((await probe(await readFile(join(dir, 'dash.flac')), 'flac')).codec).toBe('flac');
+  });
+
+  it('format: -f wins over the extension, an unknown extension means mp3', async ({ expect, onTestFinished }) => {
+    const dir = await tempDir(onTestFinished);
+    const runs = await Promise.all([
+      chorus(['speak', 'Opus.', '-o', join(dir, 'a.opus')]),
+      chorus(['speak', 'Forced wav.', '-f', 'wav', '-o', join(dir, 'b.mp3')]),
+      chorus(['speak', 'Unknown.', '-o', join(dir, 'c.audio')]),
+    ]);
+    for (const r of runs) expect([r.code, r.stderr]).toEqual([0, '']);
+    expect((await probe(await readFile(join(dir, 'a.opus')), 'opus')).codec).toBe('opus');
+    expect((await probe(await readFile(join(dir, 'b.mp3')), 'wav')).codec).toBe('pcm_s16le');
+    expect((await probe(await readFile(join(dir, 'c.audio')), 'mp3')).codec).toBe('mp3');
+  });
+
+  it('a bad voice: non-zero exit, one line with status, code, param and message, no output file', async ({ expect, onTestFinished }) => {
+    const dir = await tempDir(onTestFinished);
+    const r = await chorus(['speak', 'Nobody speaks this.', '-v', 'nosuchvoice', '-o', join(dir, 'x.mp3')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^chorus: 400 invalid_value \(voice\): Invalid voice 'nosuchvoice'.*\n$/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('an unreachable server: non-zero exit, one line naming the URL and the cause', async ({ expect, onTestFinished }) => {
+    const dir = await tempDir(onTestFinished);
+    const port = await closedPort();
+    const r = await chorus(['speak', 'Anyone there?', '-o', join(dir, 'x.mp3'), '--retries', '0'], {
+      env: { OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1` },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`chorus: cannot reach http://127.0.0.1:${port}/v1: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('the key from OPENAI_API_KEY is sent: without it 401 (no Authorization header at all), with it audio', async ({ expect, onTestFinished }) => {
+    const dir = await tempDir(onTestFinished);
+    const [none, wrong, right] = await Promise.all([
+      chorus(['speak', 'Keyless.', '-o', join(dir, 'none.mp3')], { env: { OPENAI_API_KEY: undefined } }),
+      chorus(['speak', 'Wrong key.', '-o', join(dir, 'wrong.mp3')], { env: { OPENAI_API_KEY: 'sk-wrong' } }),
+      chorus(['speak', 'Right key.', '-o', join(dir, 'right.mp3')]),
+    ]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toBe('chorus: 401 invalid_api_key: You did not provide an API key (Authorization: Bearer <key>).\n');
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toBe('chorus: 401 invalid_api_key: Incorrect API key provided.\n');
+    expect(right.code).toBe(0);
+    expect((await probe(await readFile(join(dir, 'right.mp3')), 'mp3')).codec).toBe('mp3');
+    expect(await readdir(dir)).toEqual(['right.mp3']);
+  });
+
+  it('a stream that breaks off mid-audio: non-zero exit, one line, neither the file nor its .part is left', async ({ expect, onTestFinished }) => {
+    const dir = await tempDir(onTestFinished);
+    const r = await chorus(['speak', LONG, '-o', join(dir, 'long.pcm'), '--retries', '0']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^chorus: the audio stream broke off after [1-9]\d* bytes \(the server closed the connection\); .*long\.pcm not written\n$/);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('usage errors are one line from commander: a bad --format, a missing -o', async ({ expect }) => {
+    const [badFormat, noOutput] = await Promise.all([
+      chorus(['speak', 'x', '-f', 'ogg', '-o', '-']),
+      chorus(['speak', 'x']),
+    ]);
+    expect(badFormat.code).not.toBe(0);
+    expect(badFormat.stderr).toMatch(/^error: option '-f, --format <format>' argument 'ogg' is invalid/);
+    expect(noOutput.code).not.toBe(0);
+    expect(noOutput.stderr).toMatch(/^error: required option '-o, --output <file>' not specified/);
+  });
+});
