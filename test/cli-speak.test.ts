@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,14 +133,22 @@ describe.concurrent('chorus speak', { timeout: 120_000 }, () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
-  it('an unreachable server: non-zero exit, one line naming the URL and the cause', async ({ expect, onTestFinished }) => {
+  it('an unreachable server, or one that is not the API: non-zero exit, one line naming the URL', async ({ expect, onTestFinished }) => {
     const dir = await tempDir(onTestFinished);
     const port = await closedPort();
-    const r = await chorus(['speak', 'Anyone there?', '-o', join(dir, 'x.mp3'), '--retries', '0'], {
-      env: { OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1` },
-    });
-    expect(r.code).toBe(1);
-    expect(r.stderr).toBe(`chorus: cannot reach http://127.0.0.1:${port}/v1: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+    // A proxy's error page: HTML, no envelope.
+    const proxy = createHttpServer((_req, res) => res.writeHead(502, { 'content-type': 'text/html' }).end('<html>\n<h1>502 Bad Gateway</h1>\n</html>'));
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    onTestFinished(() => new Promise((r) => proxy.close(() => r())));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}/v1`;
+    const [refused, html] = await Promise.all([
+      chorus(['speak', 'Anyone there?', '-o', join(dir, 'x.mp3'), '--retries', '0'], { env: { OPENAI_BASE_URL: `http://127.0.0.1:${port}/v1` } }),
+      chorus(['speak', 'Anyone there?', '-o', join(dir, 'y.mp3'), '--retries', '0', '--base-url', proxyUrl]),
+    ]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(`chorus: cannot reach http://127.0.0.1:${port}/v1: connect ECONNREFUSED 127.0.0.1:${port}\n`);
+    expect(html.code).toBe(1);
+    expect(html.stderr).toBe(`chorus: 502 from ${proxyUrl}, not an API error (a proxy? wrong URL?): 502 <html> <h1>502 Bad Gateway</h1> </html>\n`);
     expect(await readdir(dir)).toEqual([]);
   });
 

@@ -62,9 +62,14 @@ export function apiErrorLine(err: unknown, baseUrl = 'the API'): string | undefi
   const e = err as APIError & { error?: { message?: unknown } };
   const what = [e.code ?? e.type, e.param ? `(${e.param})` : undefined].filter(Boolean).join(' ');
   const message = typeof e.error?.message === 'string' ? e.error.message : undefined;
-  // No envelope (a proxy's HTML page, an empty body): the SDK's own message already starts with the status.
-  if (!message) return err.message.replace(/\s+/g, ' ').trim();
-  return `${e.status}${what ? ` ${what}` : ''}: ${message.replace(/\s+/g, ' ').trim()}`;
+  // No envelope (a proxy's HTML page, an empty body): say so, with the start of what came (the SDK's message).
+  if (!message) return `${e.status} from ${baseUrl}, not an API error (a proxy? wrong URL?): ${oneLine(err.message, 160)}`;
+  return `${e.status}${what ? ` ${what}` : ''}: ${oneLine(message, 1000)}`;
+}
+
+function oneLine(s: string, max: number): string {
+  const flat = s.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
 /** The innermost cause (`connect ECONNREFUSED 127.0.0.1:1`, `getaddrinfo ENOTFOUND x`), not fetch's "fetch failed". */
