@@ -6,13 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, inject, it } from 'vitest';
 import { decodedDuration, probe } from './helpers/audio.ts';
+import { waitFor } from './helpers/processes.ts';
 import { ROOT, startStack, type Stack } from './helpers/stack.ts';
 
 /*
  * `chorus speak` as a real subprocess (node + tsx) against the real stack: API in-process, one worker process,
  * espeak-ng and ffmpeg. One keyed stack serves every test; the tests run concurrently (each CLI run costs ~1 CPU-s
  * of start-up). MAX_AUDIO_SECONDS=2 gives a stream that breaks off after its first bytes; the texts of the other
- * tests stay well under 2 s of audio.
+ * tests stay well under 2 s of audio. Two tiny local HTTP servers stand in for what the stack cannot be: a proxy's
+ * HTML error page, and a response that never ends (to interrupt mid-stream).
  */
 
 const BIN = join(ROOT, 'apps/cli/bin/chorus.js');
@@ -166,6 +168,26 @@ describe.concurrent('chorus speak', { timeout: 120_000 }, () => {
     const r = await chorus(['speak', LONG, '-o', join(dir, 'long.pcm'), '--retries', '0']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^chorus: the audio stream broke off after [1-9]\d* bytes \(the server closed the connection\); .*long\.pcm not written\n$/);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('Ctrl-C mid-stream: exit 130, and neither the file nor its .part is left', async ({ expect, onTestFinished }) => {
+    const dir = await tempDir(onTestFinished);
+    // A server that starts an audio response and never finishes it: the run is mid-stream for as long as we like.
+    const hang = createHttpServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'audio/mpeg' });
+      res.write(Buffer.alloc(4096, 0xff));
+    });
+    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+    onTestFinished(() => new Promise((r) => { hang.closeAllConnections(); hang.close(() => r()); }));
+    const url = `http://127.0.0.1:${(hang.address() as { port: number }).port}/v1`;
+    const out = join(dir, 'x.mp3');
+    const child = spawn(process.execPath, [BIN, 'speak', 'Interrupted.', '-o', out, '--base-url', url], { cwd: ROOT, stdio: 'ignore' });
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    const partSeen = await waitFor(async () => (await readdir(dir)).includes('x.mp3.part'), 60_000, 50);
+    child.kill('SIGINT');
+    expect(partSeen).toBeGreaterThanOrEqual(0);
+    expect(await exited).toBe(130);
     expect(await readdir(dir)).toEqual([]);
   });
 
