@@ -1,11 +1,13 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '@chorus/shared/config';
+import { apiErrorLine } from './api-client.ts';
 import { modelsCommand } from './commands/models.ts';
+import { speakCommand } from './commands/speak.ts';
 import { CliError } from './errors.ts';
 
 /*
- * `chorus`, the command line of SPEC §8. One module per command group under commands/ (models today; speak and
+ * `chorus`, the command line of SPEC §8. One module per command group under commands/ (models and speak today;
  * batch later). Failures print one line on stderr and exit non-zero.
  */
 
@@ -15,7 +17,8 @@ const program = new Command('chorus')
   .description('Chorus text-to-speech gateway: command line')
   .version(version)
   .exitOverride()
-  .addCommand(modelsCommand());
+  .addCommand(modelsCommand())
+  .addCommand(speakCommand());
 
 // Ctrl-C during a download: the partial file stays for the next pull to resume; give the cursor back (the bar hid it).
 process.on('SIGINT', () => {
@@ -27,9 +30,13 @@ process.on('SIGINT', () => {
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
+  const apiLine = apiErrorLine(err); // the OpenAI SDK's errors (HTTP status + envelope, connection failures)
   if (err instanceof CommanderError) {
     // commander already printed its one line (or the help / version text).
     process.exitCode = err.exitCode;
+  } else if (apiLine !== undefined) {
+    process.stderr.write(`chorus: ${apiLine}\n`);
+    process.exitCode = 1;
   } else if (err instanceof CliError) {
     process.stderr.write(`chorus: ${err.message}\n`);
     process.exitCode = err.exitCode;

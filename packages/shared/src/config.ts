@@ -124,6 +124,9 @@ const CliEnv = z.object({
   HF_ENDPOINT: z.string().url().default('https://huggingface.co'),
   /** Sent as a Bearer token to HF_ENDPOINT only (never to the CDN it redirects to). */
   HF_TOKEN: z.string().min(1).optional(),
+  /** The Chorus API that `chorus speak` / `batch` call: the OpenAI SDK's own variable names, so one setting serves both. */
+  OPENAI_BASE_URL: z.string().url().default('http://localhost:8000/v1'),
+  OPENAI_API_KEY: z.string().min(1).optional(),
 });
 
 export interface RedisConfig {
@@ -237,6 +240,12 @@ export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;
 
 export function loadCliConfig(env: NodeJS.ProcessEnv = process.env) {
   const e = parseEnv(CliEnv, env);
-  return { modelsDir: e.MODELS_DIR, hfEndpoint: e.HF_ENDPOINT.replace(/\/+$/, ''), hfToken: e.HF_TOKEN };
+  return {
+    modelsDir: e.MODELS_DIR,
+    hfEndpoint: e.HF_ENDPOINT.replace(/\/+$/, ''),
+    hfToken: e.HF_TOKEN,
+    apiBaseUrl: e.OPENAI_BASE_URL.replace(/\/+$/, ''),
+    apiKey: e.OPENAI_API_KEY,
+  };
 }
 export type CliConfig = ReturnType<typeof loadCliConfig>;
