@@ -26,7 +26,7 @@ interface Timed {
   at: number[];
 }
 
-async function streamRequest(baseUrl: string, i: number): Promise<Timed> {
+async function streamRequest(baseUrl: string, i: number, onFirstChunk?: () => void): Promise<Timed> {
   const res = await fetch(`${baseUrl}/v1/audio/speech`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -35,6 +35,7 @@ async function streamRequest(baseUrl: string, i: number): Promise<Timed> {
   const parts: Buffer[] = [];
   const at: number[] = [];
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    if (parts.length === 0) onFirstChunk?.();
     parts.push(Buffer.from(chunk));
     at.push(performance.now());
   }
@@ -57,14 +58,16 @@ describe('worker SIGKILL mid-stream (2 workers, 20 concurrent streams)', () => {
     const clean = await Promise.all(Array.from({ length: REQUESTS }, (_, i) => streamRequest(stack.baseUrl, i)));
     for (const r of clean) expect(r.status).toBe(200);
 
-    const runs = Array.from({ length: REQUESTS }, (_, i) => streamRequest(stack.baseUrl, i));
-    // Kill once both workers are streaming: a few clients have bytes and most jobs are still to come.
+    let streaming = 0;
+    const runs = Array.from({ length: REQUESTS }, (_, i) => streamRequest(stack.baseUrl, i, () => (streaming += 1)));
+    // Kill once both workers are streaming: all four slots busy and four clients with bytes (on a loaded machine a
+    // job can be active for a while before its first chunk; killing then resumes nothing mid-stream).
     let killAt = 0;
     const victim = stack.workers[0]!;
     const started = Date.now();
     while (!killAt) {
       const active = await stack.queue().getActiveCount();
-      if (active >= 4 || Date.now() - started > 10_000) {
+      if ((active >= 4 && streaming >= 4) || Date.now() - started > 30_000) {
         await new Promise((r) => setTimeout(r, 150)); // into the middle of the first streams
         killAt = performance.now();
         victim.process.kill('SIGKILL');
