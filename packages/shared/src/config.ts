@@ -72,7 +72,7 @@ const ApiEnv = CommonEnv.extend({
   PUBLIC_DISCOVERY: BoolEnv.default(true),
   ...StorageEnv.shape,
   /** Largest file POST /v1/files accepts (default 200 MiB). */
-  MAX_BATCH_FILE_BYTES: IntEnv(1, 1 << 40).default(200 * 1024 * 1024),
+  MAX_BATCH_FILE_BYTES: IntEnv(1, 2 ** 40).default(200 * 1024 * 1024),
   /** How long an uploaded file is kept (default 30 days). */
   FILE_RETENTION_S: IntEnv(1, 10 * 365 * 86_400).default(30 * 86_400),
   BODY_LIMIT_BYTES: IntEnv(1024, 1 << 30).default(1 << 20),
