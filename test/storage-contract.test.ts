@@ -225,3 +225,24 @@ describe('fs driver specifics', () => {
     expect((await readdir(path.join(dir, 'data/files'))).sort()).toEqual(['.one.meta', 'one']);
   });
 });
+
+describe('storage configuration', () => {
+  it('defaults to the fs driver under DATA_DIR; s3 needs a bucket; bad values name their variable', async () => {
+    const { loadApiConfig, ConfigError } = await import('@chorus/shared');
+    const d = loadApiConfig({});
+    expect(d.storage).toEqual({ driver: 'fs', dataDir: './data', s3: undefined });
+    expect(d.maxBatchFileBytes).toBe(200 * 1024 * 1024);
+    expect(d.fileRetentionS).toBe(30 * 86_400);
+    expect(() => loadApiConfig({ STORAGE_DRIVER: 's3' })).toThrow(/S3_BUCKET/);
+    expect(loadApiConfig({
+      STORAGE_DRIVER: 's3', S3_BUCKET: 'my-bucket', S3_ENDPOINT: 'http://minio:9000', S3_FORCE_PATH_STYLE: 'true', S3_PREFIX: 'chorus/prod/',
+    }).storage.s3).toEqual({ bucket: 'my-bucket', endpoint: 'http://minio:9000', region: 'us-east-1', forcePathStyle: true, prefix: 'chorus/prod/' });
+    for (const [name, value] of [
+      ['STORAGE_DRIVER', 'gcs'], ['S3_BUCKET', 'Bad_Bucket'], ['S3_ENDPOINT', 'not a url'], ['S3_PREFIX', '../up'],
+      ['S3_FORCE_PATH_STYLE', 'maybe'], ['MAX_BATCH_FILE_BYTES', '0'], ['FILE_RETENTION_S', '-1'],
+    ]) {
+      expect(() => loadApiConfig({ [name!]: value }), name).toThrow(ConfigError);
+      expect(() => loadApiConfig({ [name!]: value }), name).toThrow(name);
+    }
+  });
+});
