@@ -199,6 +199,32 @@ describe('/v1/files on the filesystem driver (API_KEYS=sk-a,sk-b, ADMIN_API_KEY=
     expect(await fileKeys(stack)).toEqual(beforeKeys);
   });
 
+  it('a malformed multipart body (no boundary, garbage, a body that ends mid-file) is a 400 and stores nothing', async () => {
+    const beforeDisk = await onDisk(dataDir);
+    const beforeKeys = await fileKeys(stack);
+    const cases: [string, string][] = [
+      ['multipart/form-data', 'xx'],
+      ['multipart/form-data; boundary=zz', 'garbage'],
+      ['multipart/form-data; boundary=zz', '--zz\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n' +
+        '--zz\r\nContent-Disposition: form-data; name="file"; filename="cut.jsonl"\r\n\r\n{"custom_id":'],
+    ];
+    for (const [type, body] of cases) {
+      const res = await fetch(`${stack.baseUrl}/v1/files`, {
+        method: 'POST', headers: { authorization: 'Bearer sk-a', 'content-type': type }, body, signal: AbortSignal.timeout(20_000),
+      });
+      expect(res.status, body).toBe(400);
+      expect(await res.json(), body).toMatchObject({ error: { type: 'invalid_request_error', code: 'invalid_value' } });
+    }
+    // The same cut body delivered at once (busboy has destroyed the part before the route reads it) must not hang.
+    const cut = await stack.app.inject({
+      method: 'POST', url: '/v1/files', payload: cases[2]![1],
+      headers: { authorization: 'Bearer sk-a', 'content-type': 'multipart/form-data; boundary=zz' },
+    });
+    expect(cut.statusCode).toBe(400);
+    expect(await onDisk(dataDir)).toEqual(beforeDisk);
+    expect(await fileKeys(stack)).toEqual(beforeKeys);
+  });
+
   it('a client that disconnects mid-upload leaves nothing behind, and the API keeps serving', async () => {
     const beforeDisk = await onDisk(dataDir);
     const beforeKeys = await fileKeys(stack);

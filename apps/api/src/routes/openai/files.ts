@@ -1,4 +1,4 @@
-import { Transform, type TransformCallback } from 'node:stream';
+import { finished, Transform, type TransformCallback } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import { ChorusError, FILE_ID_PATTERN, StorageKeys } from '@chorus/shared';
@@ -79,7 +79,11 @@ export const fileRoutes: FastifyPluginAsync = async (app) => {
         const id = app.files.newId();
         const limited = new ByteLimit(max);
         let cutShort: Error | undefined;
-        part.file.once('error', (err) => limited.destroy((cutShort = err)));
+        // finished(), not an 'error' listener: busboy may have destroyed the part already (a body that ended
+        // mid-file), without an error event, and a plain pipe from it would then never end.
+        finished(part.file, (err) => {
+          if (err) limited.destroy((cutShort = err));
+        });
         // A failed put (too large, client gone, storage down) leaves nothing stored.
         const { bytes } = await app.files.putBytes(id, part.file.pipe(limited), contentType).catch((err: unknown) => {
           part.file.resume(); // let busboy finish the request so the error can be answered
@@ -183,5 +187,8 @@ function multipartError(err: unknown): unknown {
   if (code === 'FST_PARTS_LIMIT' || code === 'FST_FIELDS_LIMIT') {
     return new ChorusError('TTS_ERR_VALIDATION', 'Too many form fields: send `file` and `purpose`.');
   }
-  return err;
+  if (err instanceof ChorusError) return err;
+  // Everything else the parse loop throws is busboy's or the plugin's verdict on the body (no boundary, a body that
+  // ends mid-part, a bad JSON field): the client's error.
+  return new ChorusError('TTS_ERR_VALIDATION', `The multipart body is malformed: ${(err as Error).message}.`, { cause: err });
 }
