@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FsStorage, RangeNotSatisfiableError, StorageKeyError, type ObjectStorage } from '@chorus/shared';
 import { S3Storage } from '../packages/shared/src/storage/s3.ts';
@@ -189,6 +189,14 @@ describe.each(drivers)('storage contract: $name driver', (driver) => {
     const after = (await driver.raw()).filter((k) => !before.includes(k));
     expect(after.filter((k) => !/abort$|abort\/old$/.test(k))).toEqual([]);
     expect(await storage.removeIncomplete('abort/', 0)).toBe(0);
+  });
+
+  it('a body that fails before any byte arrives rejects with its error (no uncaught error event) and stores nothing', async () => {
+    const body = new PassThrough();
+    const put = storage.put('abort/early', body, { contentType: 'text/plain' });
+    body.destroy(new Error('failed at once'));
+    await expect(put).rejects.toThrow('failed at once');
+    expect(await storage.head('abort/early')).toBeUndefined();
   });
 
   it('keys cannot escape their root', async () => {

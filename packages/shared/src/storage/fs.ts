@@ -40,6 +40,9 @@ export class FsStorage implements ObjectStorage {
 
   async put(key: string, body: Readable, options: PutOptions): Promise<PutResult> {
     const file = this.#path(key);
+    // The body may fail while mkdir runs, before pipeline listens: keep that from being an uncaught 'error' event
+    // (pipeline still sees it, as the stream's errored state).
+    body.on('error', () => {});
     await mkdir(path.dirname(file), { recursive: true });
     const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
     const measure = new Measure();
