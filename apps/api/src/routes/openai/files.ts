@@ -61,7 +61,8 @@ export const fileRoutes: FastifyPluginAsync = async (app) => {
     try {
       for await (const part of request.parts()) {
         if (part.type === 'field') {
-          fields.set(part.fieldname, String(part.value));
+          // A field sent as application/json arrives parsed; keep it as text so it is reported as sent.
+          fields.set(part.fieldname, typeof part.value === 'string' ? part.value : JSON.stringify(part.value));
           continue;
         }
         if (part.fieldname !== 'file' || stored) {
