@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { S3Storage } from '../packages/shared/src/storage/s3.ts';
 import { startStack, type Stack } from './helpers/stack.ts';
@@ -331,5 +331,40 @@ describe('/v1/files on the S3 driver (s3rver)', () => {
     expect(await inBucket()).toEqual([]);
     await expect(stack.client.files.content(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await bucket.close();
+  });
+});
+
+describe('/v1/files with storage unreachable (S3 endpoint on a closed port)', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    const { freePort } = await import('@chorus/shared/free-port');
+    const port = await freePort();
+    stack = await startStack({
+      redisUrl: inject('redisUrl'), workers: 0,
+      apiEnv: {
+        STORAGE_DRIVER: 's3', S3_BUCKET: 'chorus-test', S3_ENDPOINT: `http://127.0.0.1:${port}`, S3_FORCE_PATH_STYLE: 'true',
+      },
+    });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('an upload is a 503 backend_unavailable with Retry-After, and no metadata is written', async () => {
+    // Credentials present, so what fails is reaching the store (the SDK reads them from the environment).
+    const saved = { ...process.env };
+    process.env.AWS_ACCESS_KEY_ID ??= 'unused';
+    process.env.AWS_SECRET_ACCESS_KEY ??= 'unused';
+    onTestFinished(() => {
+      for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) if (saved[k] === undefined) delete process.env[k];
+    });
+    const form = new FormData();
+    form.append('purpose', 'batch');
+    form.append('file', new Blob([jsonl(3)]), 'x.jsonl');
+    const res = await fetch(`${stack.baseUrl}/v1/files`, { method: 'POST', body: form, signal: AbortSignal.timeout(30_000) });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('1');
+    expect(await res.json()).toMatchObject({ error: { type: 'server_error', code: 'backend_unavailable' } });
+    expect(await fileKeys(stack)).toEqual([]);
   });
 });
