@@ -10,6 +10,7 @@ import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/openai/models.ts';
 import { voiceRoutes } from './routes/openai/voices.ts';
 import { speechRoutes } from './routes/openai/speech.ts';
+import { fileRoutes } from './routes/openai/files.ts';
 import { legacyGenerateRoutes } from './routes/legacy/generate.ts';
 import { legacyJobRoutes } from './routes/legacy/jobs.ts';
 import { legacyCatalogRoutes } from './routes/legacy/catalog.ts';
@@ -80,6 +81,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(modelRoutes);
   await app.register(voiceRoutes);
   await app.register(speechRoutes);
+  await app.register(fileRoutes);
   await app.register(legacyGenerateRoutes);
   await app.register(legacyJobRoutes);
   await app.register(legacyCatalogRoutes);

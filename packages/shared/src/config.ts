@@ -45,6 +45,20 @@ const CommonEnv = z.object({
   STREAM_TTL_S: IntEnv(10, 7 * 24 * 3600).default(900),
 });
 
+/** Where files (batch input and output, audio) are kept; the API reads it, and the worker will for batch items. */
+const StorageEnv = z.object({
+  STORAGE_DRIVER: z.enum(['fs', 's3']).default('fs'),
+  /** The fs driver's root. */
+  DATA_DIR: z.string().min(1).default('./data'),
+  S3_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name').optional(),
+  /** S3-compatible stores (MinIO...): their URL; unset = AWS. */
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  S3_FORCE_PATH_STYLE: BoolEnv.default(false),
+  /** Key prefix inside the bucket, e.g. `chorus/`. */
+  S3_PREFIX: z.string().regex(/^(?:[A-Za-z0-9_-][A-Za-z0-9._-]*\/)*(?:[A-Za-z0-9_-][A-Za-z0-9._-]*)?$/, 'key segments (letters, digits, _ - .) separated by /').default(''),
+});
+
 const ApiEnv = CommonEnv.extend({
   HOST: z.string().min(1).default('0.0.0.0'),
   PORT: IntEnv(0, 65535).default(8000),
@@ -56,7 +70,11 @@ const ApiEnv = CommonEnv.extend({
   RATE_LIMIT_PER_MIN: IntEnv(0, 10_000_000).default(0),
   QUEUE_TIMEOUT_S: IntEnv(1, 3600).default(30),
   PUBLIC_DISCOVERY: BoolEnv.default(true),
-  DATA_DIR: z.string().min(1).default('./data'),
+  ...StorageEnv.shape,
+  /** Largest file POST /v1/files accepts (default 200 MiB). */
+  MAX_BATCH_FILE_BYTES: IntEnv(1, 2 ** 40).default(200 * 1024 * 1024),
+  /** How long an uploaded file is kept (default 30 days). */
+  FILE_RETENTION_S: IntEnv(1, 10 * 365 * 86_400).default(30 * 86_400),
   BODY_LIMIT_BYTES: IntEnv(1024, 1 << 30).default(1 << 20),
   /**
    * Behind a reverse proxy: which hops may set X-Forwarded-For (per-IP rate limits and logs see the client behind
@@ -171,6 +189,25 @@ function commonConfig(e: z.infer<typeof CommonEnv>) {
   };
 }
 
+export interface StorageConfig {
+  driver: 'fs' | 's3';
+  dataDir: string;
+  s3?: { bucket: string; endpoint?: string; region: string; forcePathStyle: boolean; prefix: string };
+}
+
+function storageConfig(e: z.infer<typeof StorageEnv>): StorageConfig {
+  if (e.STORAGE_DRIVER === 's3' && !e.S3_BUCKET) {
+    throw new ConfigError('invalid configuration:\n  S3_BUCKET: required when STORAGE_DRIVER=s3');
+  }
+  return {
+    driver: e.STORAGE_DRIVER,
+    dataDir: e.DATA_DIR,
+    s3: e.S3_BUCKET
+      ? { bucket: e.S3_BUCKET, endpoint: e.S3_ENDPOINT, region: e.S3_REGION, forcePathStyle: e.S3_FORCE_PATH_STYLE, prefix: e.S3_PREFIX }
+      : undefined,
+  };
+}
+
 function parseEnv<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
   // Empty strings mean "unset" (compose files and shells produce them).
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -200,7 +237,9 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
     rateLimitPerMin: e.RATE_LIMIT_PER_MIN,
     queueTimeoutS: e.QUEUE_TIMEOUT_S,
     publicDiscovery: e.PUBLIC_DISCOVERY,
-    dataDir: e.DATA_DIR,
+    storage: storageConfig(e),
+    maxBatchFileBytes: e.MAX_BATCH_FILE_BYTES,
+    fileRetentionS: e.FILE_RETENTION_S,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     trustProxy: e.TRUST_PROXY ?? false,
     metricsAuth: e.METRICS_AUTH,

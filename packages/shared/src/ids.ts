@@ -11,3 +11,13 @@ export function newJobId(): string {
 }
 
 export const JOB_ID_PATTERN = /^tts_[0-9a-f]{24}$/;
+
+/**
+ * `file-<12 hex: ms since epoch><16 hex random>`: ids sort by creation time as strings, which is what the file
+ * listing's order and `after` cursor use.
+ */
+export function newFileId(now = Date.now()): string {
+  return `file-${now.toString(16).padStart(12, '0')}${randomBytes(8).toString('hex')}`;
+}
+
+export const FILE_ID_PATTERN = /^file-[0-9a-f]{28}$/;

@@ -16,3 +16,4 @@ export * from './validation.ts';
 export * from './voices.ts';
 export * from './worker-registry.ts';
 export * from './voice-blend.ts';
+export * from './storage/index.ts';

@@ -11,6 +11,9 @@
  *                                      <client> is k:<HMAC of the API key> or ip:<address>
  *   {prefix}:identity-secret           string  per-deployment HMAC secret naming API keys (SET NX once; no TTL)
  *   {prefix}:metrics:queue-leader      string  id of the API process exporting chorus_queue_jobs; TTL (a lease)
+ *   {prefix}:file:<fileId>             string  JSON metadata of an uploaded file (/v1/files); TTL FILE_RETENTION_S
+ *   {prefix}:files                     zset    every file id (score 0, ids sort by creation time): admin listing
+ *   {prefix}:files:owner:<owner>       zset    the file ids one client uploaded (`-` while keys are off)
  *   BullMQ queues use the prefix `{<prefix>}` (hash-tagged so a queue's keys share a Cluster slot).
  *
  * `<relay>` is the id of the API process relaying the job. Its audio streams and its wake stream share that hash
@@ -61,6 +64,20 @@ export class RedisKeys {
   /** @fastify/rate-limit's RedisStore `nameSpace`: it appends the client id (a keyed hash of the API key, or the IP). */
   rateLimitNamespace(): string {
     return `${this.prefix}:ratelimit:`;
+  }
+
+  file(fileId: string): string {
+    return `${this.prefix}:file:${fileId}`;
+  }
+
+  /** Every file id, for the admin key's listing. */
+  allFiles(): string {
+    return `${this.prefix}:files`;
+  }
+
+  /** One client's file ids (`undefined` owner: keys are off). */
+  ownerFiles(owner: string | undefined): string {
+    return `${this.prefix}:files:owner:${owner ?? '-'}`;
   }
 
   /** BullMQ's own `prefix` option. */

@@ -2,13 +2,14 @@ import fp from 'fastify-plugin';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import {
-  createRedisClient, ModelTable, RedisKeys, VoiceCatalog, type ApiConfig,
+  createRedisClient, createStorage, ModelTable, RedisKeys, VoiceCatalog, type ApiConfig,
 } from '@chorus/shared';
 import { StreamHub } from '../relay/stream-hub.ts';
 import { SpeechService } from '../services/speech-service.ts';
 import { ReplicaAck } from '../services/replica-ack.ts';
 import { WorkerDirectory } from '../services/worker-directory.ts';
 import { ClientIdentity } from '../services/client-identity.ts';
+import { FileStore } from '../services/file-store.ts';
 import { ApiMetrics } from '../metrics.ts';
 import { QueueDepthExporter } from '../queue-depth-exporter.ts';
 
@@ -24,6 +25,7 @@ declare module 'fastify' {
     models: ModelTable;
     identity: ClientIdentity;
     metrics: ApiMetrics;
+    files: FileStore;
     /** Set when SIGTERM arrived: readiness fails, new work is refused. */
     draining: boolean;
   }
@@ -67,13 +69,20 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     metrics.setQueueDepthSource(() => queueDepth.snapshot());
     app.decorate('metrics', metrics);
     app.decorate('draining', false);
+    const files = new FileStore({
+      redis, keys, storage: await createStorage(config.storage), retentionS: config.fileRetentionS, log: app.log,
+    });
+    app.decorate('files', files);
 
     app.addHook('onReady', async () => {
       hub.start();
       await queueDepth.start();
+      files.startSweeping();
     });
     app.addHook('onClose', async () => {
       await queueDepth.stop();
+      await files.stopSweeping();
+      await files.storage.close();
       await hub.close();
       await speech.close();
       await Promise.allSettled([redis.quit(), blocking.quit()]);
