@@ -132,13 +132,8 @@ export class FsStorage implements ObjectStorage {
   }
 
   async *#walk(dir: string, keyDir: string, prefix: string): AsyncGenerator<ListedObject> {
-    let entries;
-    try {
-      entries = await opendir(dir);
-    } catch (err) {
-      if (isNotFound(err)) return;
-      throw err;
-    }
+    const entries = await openDirIfAny(dir);
+    if (!entries) return;
     for await (const entry of entries) {
       if (entry.name.startsWith('.')) continue; // temp and metadata files
       const key = keyDir ? `${keyDir}/${entry.name}` : entry.name;
@@ -160,13 +155,8 @@ export class FsStorage implements ObjectStorage {
     const cutoff = Date.now() - olderThanMs;
     let removed = 0;
     const walk = async (dir: string): Promise<void> => {
-      let entries;
-      try {
-        entries = await opendir(dir);
-      } catch (err) {
-        if (isNotFound(err)) return;
-        throw err;
-      }
+      const entries = await openDirIfAny(dir);
+      if (!entries) return;
       for await (const entry of entries) {
         const full = path.join(dir, entry.name);
         if (entry.isDirectory() && !entry.name.startsWith('.')) await walk(full);
@@ -182,4 +172,14 @@ export class FsStorage implements ObjectStorage {
   }
 
   async close(): Promise<void> {}
+}
+
+/** The directory's entries, or undefined when it does not exist (nothing stored under it yet). */
+async function openDirIfAny(dir: string) {
+  try {
+    return await opendir(dir);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
 }
