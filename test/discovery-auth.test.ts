@@ -17,7 +17,7 @@ describe('discovery, health and CORS (open service)', () => {
     for await (const m of stack.client.models.list()) ids.push(m.id);
     expect(ids).toEqual(['tts-1', 'tts-1-hd', 'gpt-4o-mini-tts', 'gpt-4o-mini-tts-2025-12-15', 'espeak']);
     const one = await stack.client.models.retrieve('tts-1');
-    expect(one).toMatchObject({ id: 'tts-1', object: 'model', owned_by: 'chorus' });
+    expect(one).toMatchObject({ id: 'tts-1', object: 'model', owned_by: 'chorus', engine: 'espeak', devices: ['cpu'] });
     await expect(stack.client.models.retrieve('kokoro')).rejects.toBeInstanceOf(OpenAI.NotFoundError);
   });
 

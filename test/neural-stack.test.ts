@@ -68,6 +68,7 @@ describe('Piper and Kokoro through the real stack', () => {
     const [w] = await liveWorkers(stack.redis, stack.keys);
     expect(w!.engines).toEqual(['espeak', 'piper', 'kokoro']);
     expect(w!.models).toEqual([
+      { engine: 'espeak', device: 'cpu', voices: [] },
       { engine: 'piper', device: 'cpu', voices: ['en_US-multi-medium', 'en_US-multi-medium/alice', 'en_US-multi-medium/bob', 'en_US-test-low', 'en_US-test-medium'] },
       { engine: 'kokoro', device: 'cpu', voices: ['af_bella', 'af_sky', 'bf_emma'] },
     ]);

@@ -27,7 +27,7 @@ export interface TtsEngine {
   /** Optional start-up check (binary present, model loadable); throws with a clear message. */
   init?(): Promise<void>;
   close?(): Promise<void>;
-  /** What the engine loaded, for the worker's heartbeat (model engines only). */
+  /** What the engine loaded and where it runs, for the worker's heartbeat. */
   loaded?(): LoadedModel;
 }
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { setPriority } from 'node:os';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { EngineError, type SynthesisInput, type TtsEngine } from './engine.ts';
+import { EngineError, type LoadedModel, type SynthesisInput, type TtsEngine } from './engine.ts';
 import { parseWavHeader } from '../audio/wav.ts';
 import { plainText } from './plain-text.ts';
 
@@ -28,6 +28,11 @@ export class EspeakEngine implements TtsEngine {
 
   constructor(binary = 'espeak-ng') {
     this.#binary = binary;
+  }
+
+  /** Always the CPU; its voices are the voices file's speakers, so none are listed as loaded. */
+  loaded(): LoadedModel {
+    return { engine: this.id, device: 'cpu', voices: [] };
   }
 
   async init(): Promise<void> {
