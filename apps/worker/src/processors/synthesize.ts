@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
-  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, pickSynthesisOptions, TtsJob,
+  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, enqueueFinalize, remainingOutcomes, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, pickSynthesisOptions, TtsJob,
   type TtsJobResult,
 } from '@chorus/shared';
 import { EngineError, type TtsEngine } from '../engines/engine.ts';
@@ -12,6 +12,8 @@ import { TempoStage } from '../encoders/tempo-stage.ts';
 import { Resampler } from '../audio/resampler.ts';
 import { segmentText } from '../audio/segmenter.ts';
 import { readStreamPosition, StreamWriter } from '../stream/stream-writer.ts';
+import type { AudioSink } from '../stream/audio-sink.ts';
+import { StorageSink, type BatchDeps } from '../batch/storage-sink.ts';
 import type { WorkerMetrics } from '../metrics.ts';
 
 export interface SynthesizeDeps {
@@ -23,6 +25,8 @@ export interface SynthesizeDeps {
   metrics: WorkerMetrics;
   /** The worker's maxStartedAttempts (MAX_STARTED_ATTEMPTS): BullMQ retries no job started this often. */
   maxStartedAttempts?: number;
+  /** Storage and the control queue, for batch items (jobs with a storage `sink`). */
+  batch?: BatchDeps;
   /** True when the job's cancel flag is set (client went away before we started). */
   isCancelled(jobId: string): Promise<boolean>;
 }
@@ -71,14 +75,30 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const abort = signal ?? new AbortController().signal;
     const options = pickSynthesisOptions(data);
 
-    const position = await readStreamPosition(deps.redis, data.streamKey);
-    if (position.finished) {
-      log.info('stream already finished; duplicate delivery ignored');
-      return { bytes: position.bytes, durationS: 0, chars: data.text.length, chunks: 0 };
-    }
-    const writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position);
-    if (position.seq > 0) {
-      log.warn({ seq: position.seq, bytes: position.bytes }, 'resuming a stream left by an earlier attempt');
+    let writer: AudioSink;
+    if (data.sink) {
+      // A batch item: audio to storage, outcome to the batch. One that has its outcome already (a worker died
+      // after recording it) is not run again; it only makes sure the finalizer was enqueued.
+      if (!deps.batch) throw new UnrecoverableError('batch item on a worker without storage');
+      const { batchId, customId } = data.sink;
+      if ((await deps.redis.hexists(deps.batch.keys.batchOutcomes(batchId), customId)) === 1) {
+        log.info('batch item has its outcome already; duplicate delivery ignored');
+        if ((await remainingOutcomes(deps.redis, deps.batch.keys, batchId)) === 0) await enqueueFinalize(deps.batch.control, batchId);
+        return { bytes: 0, durationS: 0, chars: data.text.length, chunks: 0 };
+      }
+      writer = new StorageSink(deps.batch, data.sink, data);
+    } else if (data.streamKey) {
+      const position = await readStreamPosition(deps.redis, data.streamKey);
+      if (position.finished) {
+        log.info('stream already finished; duplicate delivery ignored');
+        return { bytes: position.bytes, durationS: 0, chars: data.text.length, chunks: 0 };
+      }
+      writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position);
+      if (position.seq > 0) {
+        log.warn({ seq: position.seq, bytes: position.bytes }, 'resuming a stream left by an earlier attempt');
+      }
+    } else {
+      throw new UnrecoverableError('invalid job payload: neither streamKey nor sink');
     }
 
     if (await deps.isCancelled(job.id!)) {
