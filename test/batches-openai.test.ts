@@ -8,6 +8,8 @@ import OpenAI, { toFile } from 'openai';
 import type { Batch } from 'openai/resources/batches';
 import { startStack, type Stack } from './helpers/stack.ts';
 import { decodedDuration } from './helpers/audio.ts';
+import { parseExposition } from './helpers/prom-text.ts';
+import { freePort } from '../packages/shared/src/free-port.ts';
 
 /*
  * OpenAI's Batch API with `/v1/audio/speech` as the endpoint, driven by the official SDK end to end: upload,
@@ -31,12 +33,14 @@ let stack: Stack;
 let dataDir: string;
 let a: OpenAI;
 let b: OpenAI;
+let workerMetricsPort: number;
 beforeAll(async () => {
+  workerMetricsPort = await freePort();
   dataDir = await mkdtemp(path.join(tmpdir(), 'chorus-batches-'));
   stack = await startStack({
     redisUrl: inject('redisUrl'),
     apiEnv: { API_KEYS: 'sk-a,sk-b', DATA_DIR: dataDir },
-    workerEnv: { DATA_DIR: dataDir, WORKER_BATCH_CONCURRENCY: '2' },
+    workerEnv: { DATA_DIR: dataDir, WORKER_BATCH_CONCURRENCY: '2', METRICS_PORT: String(workerMetricsPort), METRICS_HOST: '127.0.0.1' },
   });
   [a, b] = ['sk-a', 'sk-b'].map((k) => new OpenAI({ baseURL: `${stack.baseUrl}/v1`, apiKey: k, maxRetries: 0 })) as [OpenAI, OpenAI];
 });
@@ -60,6 +64,16 @@ async function until(client: OpenAI, id: string, done: (b: Batch) => boolean, ti
   }
 }
 
+/** chorus_batch_items_total by outcome (worker + API) and finalized batches by status (worker). */
+async function batchMetrics() {
+  const worker = parseExposition(await (await fetch(`http://127.0.0.1:${workerMetricsPort}/metrics`)).text()).samples;
+  const api = parseExposition(await (await fetch(`${stack.baseUrl}/metrics`, { headers: { authorization: 'Bearer sk-a' } })).text()).samples;
+  const items = (outcome: string) => [...worker, ...api]
+    .filter((x) => x.name === 'chorus_batch_items_total' && x.labels.outcome === outcome).reduce((n, x) => n + x.value, 0);
+  const batches = (status: string) => worker.find((x) => x.name === 'chorus_batch_duration_seconds_count' && x.labels.status === status)?.value ?? 0;
+  return { completed: items('completed'), failed: items('failed'), cancelled: items('cancelled'), batchesCompleted: batches('completed'), batchesCancelled: batches('cancelled') };
+}
+
 async function jsonl<T>(client: OpenAI, fileId: string): Promise<T[]> {
   const text = await (await client.files.content(fileId)).text();
   return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
@@ -81,6 +95,7 @@ describe('/v1/batches with /v1/audio/speech', () => {
     expect(done.error_file_id).toBeNull();
     expect(done.completed_at).toBeGreaterThanOrEqual(done.in_progress_at!);
     expect(done.finalizing_at).not.toBeNull();
+    expect(await batchMetrics()).toMatchObject({ completed: 20, failed: 0, cancelled: 0, batchesCompleted: 1 });
 
     const out = await jsonl<OutputLine>(a, done.output_file_id!);
     expect(out.map((l) => l.custom_id).sort()).toEqual(Array.from({ length: 20 }, (_, i) => `item-${i}`).sort());
@@ -177,6 +192,8 @@ describe('/v1/batches with /v1/audio/speech', () => {
     expect(completed).toBeGreaterThanOrEqual(2);
     expect(completed).toBeLessThan(40);
     expect(failed).toBe(0);
+    // Every item counted once: the first test's 20, this batch's completed ones, the rest cancelled.
+    expect(await batchMetrics()).toMatchObject({ completed: 20 + completed, failed: 0, cancelled: 40 - completed, batchesCancelled: 1 });
     const out = await jsonl<OutputLine>(a, done.output_file_id!);
     expect(out.length).toBe(completed);
     for (const l of out.slice(0, 3)) {

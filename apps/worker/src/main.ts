@@ -50,13 +50,17 @@ try {
 }
 const encoders = new EncoderPool(config.encoderPoolSize);
 encoders.warm();
-const metrics = new WorkerMetrics();
 const cancels = new CancelListener(subscriber, redis, keys);
 
+const metrics = new WorkerMetrics();
 const storage = await createStorage(config.storage);
 const control = new Queue(BATCH_CONTROL_QUEUE, { connection: redis, prefix: keys.bullPrefix() });
 control.on('error', (err) => logger.warn({ err: err.message }, 'control queue error'));
-const batch: BatchDeps = { redis, keys, storage, control };
+const batch: BatchDeps = {
+  redis, keys, storage, control,
+  onItem: (outcome) => metrics.batchItems.inc({ outcome }),
+  onBatch: (status, seconds) => metrics.batchDuration.observe({ status }, seconds),
+};
 
 const processors = { [JOB_NAMES.synthesize]: createSynthesizeProcessor({
   redis, engines, encoders, streamTtlS: config.streamTtlS, logger, metrics, maxStartedAttempts: config.maxStartedAttempts,

@@ -77,6 +77,7 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     app.decorate('files', files);
     const batches = new BatchService({
       redis, keys, storage: files.storage, speech, retentionS: config.fileRetentionS, maxInputChars: config.maxInputChars,
+      onCancelled: () => metrics.batchItems.inc({ outcome: 'cancelled' }),
     });
     app.decorate('batches', batches);
 

@@ -68,10 +68,14 @@ export class BatchService {
   readonly #retentionS: number;
   readonly #maxInputChars: number;
   readonly control: Queue;
+  readonly #onCancelled: () => void;
 
   constructor(opts: {
     redis: Redis; keys: RedisKeys; storage: ObjectStorage; speech: SpeechService; retentionS: number; maxInputChars: number;
+    /** An item removed from its queue by a cancel (metrics). */
+    onCancelled?: () => void;
   }) {
+    this.#onCancelled = opts.onCancelled ?? (() => {});
     this.#redis = opts.redis;
     this.#keys = opts.keys;
     this.#storage = opts.storage;
@@ -261,7 +265,7 @@ export class BatchService {
             continue;
           }
           const outcome: ItemOutcome = { status: 'cancelled', request_id: data.data.requestId, line: data.data.sink.line };
-          await recordOutcome(this.#redis, this.#keys, id, data.data.sink.customId, outcome);
+          if ((await recordOutcome(this.#redis, this.#keys, id, data.data.sink.customId, outcome)).recorded) this.#onCancelled();
         }
       }));
     }

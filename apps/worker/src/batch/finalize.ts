@@ -86,5 +86,6 @@ export async function finalizeBatch(deps: BatchDeps, batchId: string, log: Logge
     status: cancelled ? 'cancelled' : 'completed', [cancelled ? 'cancelled_at' : 'completed_at']: now(),
     output_file_id: outputFileId ?? '', error_file_id: errorFileId ?? '',
   });
+  if (done) deps.onBatch?.(cancelled ? 'cancelled' : 'completed', Math.max(0, now() - Number(b.created_at)));
   log.info({ batchId, outputFileId, errorFileId, status: cancelled ? 'cancelled' : 'completed', done }, 'batch finalized');
 }

@@ -13,11 +13,15 @@ export interface BatchDeps {
   storage: ObjectStorage;
   /** The control queue the finalizer runs on. */
   control: Queue;
+  /** Metrics: an item's outcome recorded (once per item), a batch finalized. */
+  onItem?(outcome: ItemOutcome['status']): void;
+  onBatch?(status: 'completed' | 'cancelled', seconds: number): void;
 }
 
 /** Records an item's outcome (once) and, when it was the batch's last, enqueues the finalizer. */
 export async function settleItem(deps: BatchDeps, sink: BatchItemSink, outcome: ItemOutcome): Promise<void> {
-  const { remaining } = await recordOutcome(deps.redis, deps.keys, sink.batchId, sink.customId, outcome);
+  const { recorded, remaining } = await recordOutcome(deps.redis, deps.keys, sink.batchId, sink.customId, outcome);
+  if (recorded) deps.onItem?.(outcome.status);
   if (remaining === 0) await enqueueFinalize(deps.control, sink.batchId);
 }
 
