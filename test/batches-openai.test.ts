@@ -168,6 +168,16 @@ describe('/v1/batches with /v1/audio/speech', () => {
     expect(await stack.redis.exists(stack.keys.batchOutcomes(batch.id))).toBe(0);
   });
 
+  it('a file with more than 1000 bad lines lists the first 1000 and a summary entry', async () => {
+    const batch = await submit(a, [...Array.from({ length: 1005 }, () => '{bad'), line('fine', { input: 'ok' })]);
+    expect(batch.status).toBe('failed');
+    const errors = batch.errors!.data!;
+    expect(errors.length).toBe(1001);
+    expect(errors[999]).toMatchObject({ line: 1000, code: 'invalid_json' });
+    expect(errors[1000]).toMatchObject({ code: 'too_many_errors' });
+    expect(errors[1000]!.message).toContain('5 more lines');
+  });
+
   it('create errors: wrong endpoint, unknown file, another key\'s file', async () => {
     const file = await a.files.create({ file: await toFile(Buffer.from(line('x', { input: 'x' }) + '\n'), 'in.jsonl'), purpose: 'batch' });
     await expect(a.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' }))

@@ -10,6 +10,8 @@ import {
 import type { SpeechService } from './speech-service.ts';
 
 export const BATCH_ENDPOINT = '/v1/audio/speech';
+/** Bad lines listed in `errors.data` (then one `too_many_errors` entry): a broken file cannot make a huge record. */
+export const MAX_REPORTED_ERRORS = 1000;
 
 /** One bad input line, as OpenAI reports it in `errors.data`. */
 export interface LineError {
@@ -87,75 +89,100 @@ export class BatchService {
   }
 
   /**
-   * Reads every line of the input file; returns the items, or every bad line. A 5xx while routing (Redis down) is
-   * thrown: it says nothing about the file.
+   * Reads the input file line by line from storage, handing each valid item to `onItem` and collecting bad lines
+   * (the first MAX_REPORTED_ERRORS, then one summary entry). A 5xx while routing (Redis down) is thrown: it says
+   * nothing about the file.
    */
-  async validate(fileId: string, owner: string | undefined): Promise<{ items: Item[]; errors: LineError[] }> {
+  async #scan(fileId: string, owner: string | undefined, onItem: (item: Item) => Promise<void> | void) {
     const object = await this.#storage.get(StorageKeys.file(fileId));
     if (!object) throw new ChorusError('TTS_ERR_NOT_FOUND', `No such File object: ${fileId}`, { param: 'input_file_id' });
     const schema = speechRequestSchema(this.#maxInputChars);
-    const items: Item[] = [];
     const errors: LineError[] = [];
+    let badLines = 0;
+    let items = 0;
+    const engines = new Set<string>();
     const seen = new Set<string>();
     let line = 0;
     const lines = createInterface({ input: object.body, crlfDelay: Infinity });
-    for await (const text of lines) {
-      line += 1;
-      if (text.trim() === '') continue;
-      const bad = (code: string, message: string, param: string | null = null) => errors.push({ code, message, param, line });
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        bad('invalid_json', 'This line is not valid JSON.');
-        continue;
+    try {
+      for await (const text of lines) {
+        line += 1;
+        if (text.trim() === '') continue;
+        const bad = (code: string, message: string, param: string | null = null) => {
+          badLines += 1;
+          if (errors.length < MAX_REPORTED_ERRORS) errors.push({ code, message, param, line });
+        };
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          bad('invalid_json', 'This line is not valid JSON.');
+          continue;
+        }
+        if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+          bad('invalid_request', 'Each line must be a JSON object {custom_id, method, url, body}.');
+          continue;
+        }
+        const l = parsed as Record<string, unknown>;
+        if (typeof l.custom_id !== 'string' || l.custom_id.length === 0 || l.custom_id.length > 512) {
+          bad('missing_required_parameter', 'custom_id must be a string of 1 to 512 characters.', 'custom_id');
+          continue;
+        }
+        if (seen.has(l.custom_id)) {
+          bad('duplicate_custom_id', `The custom_id '${l.custom_id.slice(0, 100)}' appears on an earlier line; each must be unique.`, 'custom_id');
+          continue;
+        }
+        seen.add(l.custom_id);
+        if (l.method !== 'POST') {
+          bad('invalid_value', "method must be 'POST'.", 'method');
+          continue;
+        }
+        if (l.url !== BATCH_ENDPOINT) {
+          bad('invalid_value', `url must be '${BATCH_ENDPOINT}', the batch's endpoint.`, 'url');
+          continue;
+        }
+        let item: Item;
+        try {
+          // The same schema and routing as POST /v1/audio/speech.
+          const body = parseOrThrow(schema, l.body, 'body.');
+          const { job } = await this.#speech.buildJob({
+            model: body.model, text: body.input, voice: typeof body.voice === 'string' ? body.voice : body.voice.id,
+            format: body.response_format, options: speechSynthesisOptions(body), preset: body.preset, route: 'batch',
+            requestId: newRequestId(), priority: 'batch', owner,
+          });
+          item = { engine: job.engine, job, customId: l.custom_id, line };
+        } catch (err) {
+          if (!(err instanceof ChorusError) || err.status >= 500) throw err;
+          bad(err.code, err.message, paramUnder(err.param));
+          continue;
+        }
+        items += 1;
+        engines.add(item.engine);
+        await onItem(item);
       }
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-        bad('invalid_request', 'Each line must be a JSON object {custom_id, method, url, body}.');
-        continue;
-      }
-      const l = parsed as Record<string, unknown>;
-      if (typeof l.custom_id !== 'string' || l.custom_id.length === 0 || l.custom_id.length > 512) {
-        bad('missing_required_parameter', 'custom_id must be a string of 1 to 512 characters.', 'custom_id');
-        continue;
-      }
-      if (seen.has(l.custom_id)) {
-        bad('duplicate_custom_id', `The custom_id '${l.custom_id.slice(0, 100)}' appears on an earlier line; each must be unique.`, 'custom_id');
-        continue;
-      }
-      seen.add(l.custom_id);
-      if (l.method !== 'POST') {
-        bad('invalid_value', "method must be 'POST'.", 'method');
-        continue;
-      }
-      if (l.url !== BATCH_ENDPOINT) {
-        bad('invalid_value', `url must be '${BATCH_ENDPOINT}', the batch's endpoint.`, 'url');
-        continue;
-      }
-      try {
-        // The same schema and routing as POST /v1/audio/speech.
-        const body = parseOrThrow(schema, l.body, 'body.');
-        const { job } = await this.#speech.buildJob({
-          model: body.model, text: body.input, voice: typeof body.voice === 'string' ? body.voice : body.voice.id,
-          format: body.response_format, options: speechSynthesisOptions(body), preset: body.preset, route: 'batch',
-          requestId: newRequestId(), priority: 'batch', owner,
-        });
-        items.push({ engine: job.engine, job, customId: l.custom_id, line });
-      } catch (err) {
-        if (!(err instanceof ChorusError) || err.status >= 500) throw err;
-        bad(err.code, err.message, paramUnder(err.param));
-      }
+    } finally {
+      object.body.destroy();
     }
-    if (line === 0 || (items.length === 0 && errors.length === 0)) {
+    if (badLines > errors.length) {
+      errors.push({
+        code: 'too_many_errors', param: null, line: 0,
+        message: `${badLines - errors.length} more lines have errors; the first ${MAX_REPORTED_ERRORS} are listed.`,
+      });
+    }
+    if (items === 0 && errors.length === 0) {
       errors.push({ code: 'empty_file', message: 'The input file has no requests.', param: null, line: 1 });
     }
-    return { items, errors };
+    return { errors, items, engines };
   }
 
+  /**
+   * Two passes over the input file, so no batch is held in memory: the first validates every line (and counts
+   * the items), the second, only for a valid file, enqueues the items 500 at a time.
+   */
   async create(opts: {
     inputFileId: string; completionWindow: string; metadata: Record<string, string> | null; owner: string | undefined;
   }): Promise<BatchObject> {
-    const { items, errors } = await this.validate(opts.inputFileId, opts.owner);
+    const { items, errors, engines } = await this.#scan(opts.inputFileId, opts.owner, () => {});
     const id = newBatchId();
     const now = Math.floor(Date.now() / 1000);
     const key = this.#keys.batch(id);
@@ -163,8 +190,7 @@ export class BatchService {
       id, owner: opts.owner ?? '', endpoint: BATCH_ENDPOINT, input_file_id: opts.inputFileId,
       completion_window: opts.completionWindow, created_at: now, expires_at: now + 24 * 3600,
       metadata: opts.metadata ? JSON.stringify(opts.metadata) : '', retention_s: this.#retentionS,
-      total: errors.length > 0 ? 0 : items.length, completed: 0, failed: 0, cancelled: 0,
-      engines: JSON.stringify([...new Set(items.map((i) => i.engine))]),
+      total: errors.length > 0 ? 0 : items, completed: 0, failed: 0, cancelled: 0, engines: JSON.stringify([...engines]),
     };
     if (errors.length > 0) Object.assign(record, { status: 'failed', failed_at: now, errors: JSON.stringify(errors) });
     else Object.assign(record, { status: 'in_progress', in_progress_at: now });
@@ -173,7 +199,8 @@ export class BatchService {
     await this.#redis.multi().hset(key, record).expire(key, this.#retentionS).zadd(index, 0, id).expire(index, this.#retentionS).exec();
     if (errors.length === 0) {
       try {
-        await this.#enqueue(id, items, opts.owner);
+        const enqueued = await this.#enqueue(id, opts.inputFileId, opts.owner);
+        if (enqueued !== items) throw new Error(`the input file changed between passes (${items} items, then ${enqueued})`);
       } catch (err) {
         await transitionBatch(this.#redis, this.#keys, id, ['in_progress'], {
           status: 'failed', failed_at: Math.floor(Date.now() / 1000),
@@ -185,22 +212,31 @@ export class BatchService {
     return batchObject(await this.#redis.hgetall(key));
   }
 
-  async #enqueue(batchId: string, items: Item[], owner: string | undefined): Promise<void> {
+  /** The second pass: every item as a job on its engine's batch lane; returns how many. */
+  async #enqueue(batchId: string, fileId: string, owner: string | undefined): Promise<number> {
     const opts: JobsOptions = { ...JOB_CATALOG[JOB_NAMES.synthesize].options, priority: PRIORITY.batch };
-    const byEngine = new Map<string, { name: string; data: TtsJob; opts: JobsOptions }[]>();
-    items.forEach((item, index) => {
+    let pending: { engine: string; name: string; data: TtsJob; opts: JobsOptions }[] = [];
+    let index = 0;
+    const flush = async () => {
+      const byEngine = new Map<string, typeof pending>();
+      for (const j of pending) byEngine.set(j.engine, [...(byEngine.get(j.engine) ?? []), j]);
+      pending = [];
+      for (const [engine, jobs] of byEngine) await this.#speech.queue(engine, 'batch').addBulk(jobs);
+    };
+    const { errors } = await this.#scan(fileId, owner, async (item) => {
       const sink: BatchItemSink = {
         type: 'storage', batchId, customId: item.customId, line: item.line, fileId: newFileId(),
         retentionS: this.#retentionS, ...(owner ? { owner } : {}),
       };
-      const list = byEngine.get(item.engine) ?? [];
-      list.push({ name: JOB_NAMES.synthesize, data: { ...item.job, sink, enqueuedAt: Date.now() }, opts: { ...opts, jobId: batchItemJobId(batchId, index) } });
-      byEngine.set(item.engine, list);
+      pending.push({
+        engine: item.engine, name: JOB_NAMES.synthesize, data: { ...item.job, sink, enqueuedAt: Date.now() },
+        opts: { ...opts, jobId: batchItemJobId(batchId, index++) },
+      });
+      if (pending.length >= 500) await flush();
     });
-    for (const [engine, jobs] of byEngine) {
-      const queue = this.#speech.queue(engine, 'batch');
-      for (let at = 0; at < jobs.length; at += 500) await queue.addBulk(jobs.slice(at, at + 500));
-    }
+    await flush();
+    if (errors.length > 0) throw new Error(`the input file changed between passes (${errors.length} errors)`);
+    return index;
   }
 
   /** The batch, or undefined (unknown id, expired). */
