@@ -2,8 +2,8 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Queue, Worker } from 'bullmq';
 import {
-  BATCH_CONTROL_QUEUE, createLogger, createRedisClient, createStorage, ERRORS, FINALIZE_JOB, JOB_CATALOG, TtsJob, JOB_NAMES, loadWorkerConfig, publishHeartbeat, RedisKeys,
-  removeWorker, speechQueueName, waitForReady, LANES, type WorkerInfo,
+  BATCH_CONTROL_QUEUE, createLogger, createRedisClient, createStorage, ERRORS, FINALIZE_JOB, JOB_CATALOG, JOB_NAMES,
+  loadWorkerConfig, publishHeartbeat, RedisKeys, removeWorker, speechQueueName, TtsJob, waitForReady, LANES, type WorkerInfo,
 } from '@chorus/shared';
 import { createEngines } from './engines/engine-registry.ts';
 import type { TtsEngine } from './engines/engine.ts';
@@ -50,9 +50,10 @@ try {
 }
 const encoders = new EncoderPool(config.encoderPoolSize);
 encoders.warm();
+const metrics = new WorkerMetrics();
 const cancels = new CancelListener(subscriber, redis, keys);
 
-const metrics = new WorkerMetrics();
+// Batch items write to the storage the API reads; finalizers run on the control queue.
 const storage = await createStorage(config.storage);
 const control = new Queue(BATCH_CONTROL_QUEUE, { connection: redis, prefix: keys.bullPrefix() });
 control.on('error', (err) => logger.warn({ err: err.message }, 'control queue error'));

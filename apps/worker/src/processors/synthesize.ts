@@ -3,8 +3,8 @@ import type { Redis } from 'ioredis';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
-  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, enqueueFinalize, remainingOutcomes, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, pickSynthesisOptions, TtsJob,
-  type TtsJobResult,
+  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, enqueueFinalize, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE,
+  pickSynthesisOptions, remainingOutcomes, TtsJob, type TtsJobResult,
 } from '@chorus/shared';
 import { EngineError, type TtsEngine } from '../engines/engine.ts';
 import { BACKGROUND_NICENESS, type EncoderPool } from '../encoders/encoder-pool.ts';
@@ -60,7 +60,8 @@ function hasAttemptsLeft(job: Job, maxStartedAttempts: number | undefined): bool
 }
 
 /**
- * The `synthesize` processor: text → segments → engine PCM → 24 kHz → (tempo) → encoder → stream records.
+ * The `synthesize` processor: text → segments → engine PCM → 24 kHz → (tempo) → encoder → sink: stream records for
+ * a realtime request, a file in storage for a batch item (its `sink`; see batch/storage-sink.ts).
  * A permanent failure is published on the stream as an `error` record (the client is already listening) and
  * ends the job without retry. A transient one (see isTransient) is thrown for BullMQ to retry, with nothing
  * published: the next attempt regenerates the deterministic audio and resumes at the stream's byte offset, and
