@@ -39,7 +39,8 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'chorus-batches-'));
   stack = await startStack({
     redisUrl: inject('redisUrl'),
-    apiEnv: { API_KEYS: 'sk-a,sk-b', DATA_DIR: dataDir },
+    // MAX_AUDIO_SECONDS: one item of the last test passes it and fails on the worker.
+    apiEnv: { API_KEYS: 'sk-a,sk-b', DATA_DIR: dataDir, MAX_AUDIO_SECONDS: '20' },
     workerEnv: { DATA_DIR: dataDir, WORKER_BATCH_CONCURRENCY: '2', METRICS_PORT: String(workerMetricsPort), METRICS_HOST: '127.0.0.1' },
   });
   [a, b] = ['sk-a', 'sk-b'].map((k) => new OpenAI({ baseURL: `${stack.baseUrl}/v1`, apiKey: k, maxRetries: 0 })) as [OpenAI, OpenAI];
@@ -189,7 +190,7 @@ describe('/v1/batches with /v1/audio/speech', () => {
   });
 
   it('a cancelled batch ends cancelled with partial results; list pages newest first', async () => {
-    const long = 'A batch item that takes a little while to speak, sentence after sentence. '.repeat(6);
+    const long = 'A batch item that takes a little while to speak, sentence after sentence. '.repeat(4);
     const lines = Array.from({ length: 40 }, (_, i) => line(`c-${i}`, { input: long, response_format: 'mp3' }));
     const batch = await submit(a, lines);
     await until(a, batch.id, (x) => x.request_counts!.completed >= 2);
@@ -227,5 +228,26 @@ describe('/v1/batches with /v1/audio/speech', () => {
     expect(all.length).toBeGreaterThanOrEqual(3);
     expect(all[0]).toBe(batch.id);
     expect([...all].sort().reverse()).toEqual(all);
+  });
+
+  it('an item that fails on the worker goes to the error file with its status and error body; the batch completes', async () => {
+    const lines = [
+      line('short-1', { input: 'Short and fine.' }),
+      line('too-long', { input: 'This item is far longer than the audio limit allows, on purpose. '.repeat(12) }),
+      line('short-2', { input: 'Also fine.', response_format: 'wav' }),
+    ];
+    const batch = await submit(a, lines);
+    const done = await until(a, batch.id, (x) => x.status === 'completed');
+    expect(done.request_counts).toEqual({ total: 3, completed: 2, failed: 1 });
+    const out = await jsonl<OutputLine>(a, done.output_file_id!);
+    expect(out.map((l) => l.custom_id).sort()).toEqual(['short-1', 'short-2']);
+    const errors = await jsonl<{ custom_id: string; response: { status_code: number; request_id: string; body: { error: { code: string; type: string; param: string | null; message: string } } }; error: null }>(a, done.error_file_id!);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({
+      custom_id: 'too-long', error: null,
+      response: { status_code: 400, body: { error: { code: 'audio_too_long', type: 'invalid_request_error', param: 'input' } } },
+    });
+    expect(errors[0]!.response.request_id).toMatch(/^req_/);
+    expect(errors[0]!.response.body.error.message).toContain('20 seconds');
   });
 });
