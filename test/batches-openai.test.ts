@@ -134,6 +134,21 @@ describe('/v1/batches with /v1/audio/speech', () => {
       await rm(dir, { recursive: true, force: true });
     }
 
+    // An audio file deleted by its owner is left out of the archive; the rest is still a whole zip.
+    const gone = out.find((l) => l.custom_id === 'item-3')!;
+    await a.files.delete(gone.response.body.file_id);
+    const after = await fetch(`${stack.baseUrl}/v1/batches/${created.id}/archive`, { headers: { authorization: 'Bearer sk-a' } });
+    const dir2 = await mkdtemp(path.join(tmpdir(), 'chorus-zip-'));
+    try {
+      await writeFile(path.join(dir2, 'all.zip'), Buffer.from(await after.arrayBuffer()));
+      const { stdout } = await execFileAsync('unzip', ['-Z1', path.join(dir2, 'all.zip')]);
+      const listed = stdout.split('\n').filter(Boolean);
+      expect(listed).toHaveLength(19);
+      expect(listed).not.toContain('item-3.opus');
+    } finally {
+      await rm(dir2, { recursive: true, force: true });
+    }
+
     // Owned by the key: another key sees no such batch.
     await expect(b.batches.retrieve(created.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     expect((await b.batches.list()).data.map((x) => x.id)).not.toContain(created.id);

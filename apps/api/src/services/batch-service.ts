@@ -308,7 +308,10 @@ export class BatchService {
     if ((await remainingOutcomes(this.#redis, this.#keys, id)) === 0) await enqueueFinalize(this.control, id);
   }
 
-  /** Completed items in input order, for the archive (metadata only: the audio is streamed one file at a time). */
+  /**
+   * Completed items whose audio file still exists, in input order, for the archive (metadata only: the audio is
+   * streamed one file at a time).
+   */
   async completedItems(id: string): Promise<{ customId: string; fileId: string; contentType: string }[]> {
     const out: { customId: string; fileId: string; contentType: string; line: number }[] = [];
     let cursor = '0';
@@ -320,7 +323,16 @@ export class BatchService {
         if (o.status === 'completed') out.push({ customId: flat[i]!, fileId: o.file_id, contentType: o.content_type, line: o.line });
       }
     } while (cursor !== '0');
-    return out.sort((a, b) => a.line - b.line);
+    // Audio files deleted by their owner (DELETE /v1/files) or expired are left out, not a zip cut short.
+    const alive: typeof out = [];
+    for (let at = 0; at < out.length; at += 1000) {
+      const chunk = out.slice(at, at + 1000);
+      const pipe = this.#redis.pipeline();
+      for (const o of chunk) pipe.exists(this.#keys.file(o.fileId));
+      const res = (await pipe.exec()) ?? [];
+      chunk.forEach((o, i) => res[i]?.[1] === 1 && alive.push(o));
+    }
+    return alive.sort((a, b) => a.line - b.line);
   }
 
   async close(): Promise<void> {

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ZipFile } from 'yazl';
 import { z } from 'zod';
@@ -98,8 +99,13 @@ export const batchRoutes: FastifyPluginAsync = async (app) => {
         );
       });
     }
+    // An entry that cannot be read (storage down, bytes gone) is an 'error' on the ZipFile itself: unhandled it
+    // would throw; the response is cut instead (the client sees a truncated transfer, never a hang).
+    zip.on('error', (err: Error) => {
+      request.log.warn({ err, batchId: h.id }, 'archive stream failed');
+      (zip.outputStream as Readable).destroy(err);
+    });
     zip.end();
-    zip.outputStream.on('error', (err) => request.log.warn({ err, batchId: h.id }, 'archive stream failed'));
     return reply
       .type('application/zip')
       .header('content-disposition', `attachment; filename="${h.id}.zip"`)
