@@ -1,7 +1,7 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { encodeRecord, publishHeartbeat, type StreamRecord, type TtsJob } from '@chorus/shared';
+import { encodeRecord, publishHeartbeat, type StreamRecord, type StreamJob } from '@chorus/shared';
 import { startStack, postJson, type Stack } from './helpers/stack.ts';
 
 /*
@@ -27,7 +27,7 @@ async function failAfterFirstChunk(chunk: Buffer) {
   for (let i = 0; i < 200; i++) {
     const [job] = await stack.queue().getJobs(['prioritized', 'waiting']);
     if (job) {
-      const data = job.data as TtsJob;
+      const data = job.data as StreamJob;
       const add = (r: StreamRecord) => stack.redis.xadd(data.streamKey, '*', ...(encodeRecord(r) as string[]));
       await add({ type: 'audio', seq: 0, offset: 0, data: chunk });
       await new Promise((r) => setTimeout(r, 100));
@@ -94,7 +94,7 @@ describe('a failure after the stream started', () => {
     for (let i = 0; i < 200; i++) {
       const [job] = await stack.queue().getJobs(['prioritized', 'waiting']);
       if (job) {
-        const data = job.data as TtsJob;
+        const data = job.data as StreamJob;
         await stack.redis.xadd(data.streamKey, '*', ...(encodeRecord({ type: 'error', seq: 0, code: 'engine_error', message: 'no voice data' }) as string[]));
         await job.remove();
         break;

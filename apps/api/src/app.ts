@@ -11,6 +11,7 @@ import { modelRoutes } from './routes/openai/models.ts';
 import { voiceRoutes } from './routes/openai/voices.ts';
 import { speechRoutes } from './routes/openai/speech.ts';
 import { fileRoutes } from './routes/openai/files.ts';
+import { batchRoutes } from './routes/openai/batches.ts';
 import { legacyGenerateRoutes } from './routes/legacy/generate.ts';
 import { legacyJobRoutes } from './routes/legacy/jobs.ts';
 import { legacyCatalogRoutes } from './routes/legacy/catalog.ts';
@@ -82,6 +83,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(voiceRoutes);
   await app.register(speechRoutes);
   await app.register(fileRoutes);
+  await app.register(batchRoutes);
   await app.register(legacyGenerateRoutes);
   await app.register(legacyJobRoutes);
   await app.register(legacyCatalogRoutes);

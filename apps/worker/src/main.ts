@@ -1,9 +1,9 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { Worker } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import {
-  createLogger, createRedisClient, JOB_CATALOG, JOB_NAMES, loadWorkerConfig, publishHeartbeat, RedisKeys,
-  removeWorker, speechQueueName, waitForReady, LANES, type WorkerInfo,
+  BATCH_CONTROL_QUEUE, createLogger, createRedisClient, createStorage, ERRORS, FINALIZE_JOB, JOB_CATALOG, JOB_NAMES,
+  loadWorkerConfig, publishHeartbeat, RedisKeys, removeWorker, speechQueueName, TtsJob, waitForReady, LANES, type WorkerInfo,
 } from '@chorus/shared';
 import { createEngines } from './engines/engine-registry.ts';
 import type { TtsEngine } from './engines/engine.ts';
@@ -13,6 +13,8 @@ import { createSynthesizeProcessor } from './processors/synthesize.ts';
 import { CancelListener } from './cancel-listener.ts';
 import { terminateStream } from './stream/terminate-stream.ts';
 import { WorkerMetrics } from './metrics.ts';
+import { settleItem, type BatchDeps } from './batch/storage-sink.ts';
+import { finalizeBatch } from './batch/finalize.ts';
 
 const config = loadWorkerConfig();
 const logger = createLogger(config.logLevel, 'chorus-worker');
@@ -51,8 +53,19 @@ encoders.warm();
 const metrics = new WorkerMetrics();
 const cancels = new CancelListener(subscriber, redis, keys);
 
+// Batch items write to the storage the API reads; finalizers run on the control queue.
+const storage = await createStorage(config.storage);
+const control = new Queue(BATCH_CONTROL_QUEUE, { connection: redis, prefix: keys.bullPrefix() });
+control.on('error', (err) => logger.warn({ err: err.message }, 'control queue error'));
+const batch: BatchDeps = {
+  redis, keys, storage, control,
+  onItem: (outcome) => metrics.batchItems.inc({ outcome }),
+  onBatch: (status, seconds) => metrics.batchDuration.observe({ status }, seconds),
+};
+
 const processors = { [JOB_NAMES.synthesize]: createSynthesizeProcessor({
   redis, engines, encoders, streamTtlS: config.streamTtlS, logger, metrics, maxStartedAttempts: config.maxStartedAttempts,
+  batch,
   isCancelled: (id) => cancels.isCancelled(id),
 }) };
 // Every job in the catalog needs exactly one processor, and no processor may lack a catalog entry.
@@ -93,6 +106,17 @@ const workers = lanes.map(({ engine, lane, concurrency }) => {
   worker.on('failed', (job, err) => {
     // Emitted for every failed attempt: one that BullMQ retries (no finishedOn) keeps its stream open.
     if (!job?.finishedOn) return;
+    // A batch item BullMQ failed without the processor seeing it (it kept crashing workers) still needs an outcome,
+    // or its batch would never finish. settleItem records nothing when the processor recorded one.
+    const item = TtsJob.safeParse(job.data);
+    if (item.success && item.data.sink) {
+      const sink = item.data.sink;
+      settleItem(batch, sink, {
+        status: 'failed', request_id: item.data.requestId, line: sink.line, code: ERRORS.TTS_ERR_ENGINE_FAILED.code,
+        message: 'Synthesis failed.', param: null,
+      }).catch((e: Error) => logger.error({ jobId: job.id, err: e.message }, 'could not record a failed batch item'));
+      return;
+    }
     terminateStream(redis, job, err, config.streamTtlS)
       .then((wrote) => wrote && logger.warn({ jobId: job.id, engine, err: err.message }, 'job failed outside the processor'))
       .catch((e: Error) => logger.error({ jobId: job.id, err: e.message }, 'could not end the stream of a failed job'));
@@ -100,6 +124,18 @@ const workers = lanes.map(({ engine, lane, concurrency }) => {
   metrics.watchWorker(worker, engine);
   return worker;
 });
+
+// The control queue: batch finalizers (small, durable; one per batch by job id).
+const controlWorker = new Worker(
+  BATCH_CONTROL_QUEUE,
+  async (job) => {
+    if (job.name !== FINALIZE_JOB) throw new Error(`unknown control job ${job.name}`);
+    await finalizeBatch(batch, (job.data as { batchId: string }).batchId, logger);
+  },
+  { connection: redis, prefix: keys.bullPrefix(), concurrency: 1, autorun: false },
+);
+controlWorker.on('error', (err) => logger.warn({ err: err.message }, 'control worker error'));
+workers.push(controlWorker);
 
 await cancels.start((jobId) => {
   for (const w of workers) w.cancelJob(jobId, 'cancelled by client');
@@ -157,6 +193,8 @@ async function shutdown(signal: string) {
     await within(Promise.all(workers.map((w) => w.close(true))), 2000);
   }
   encoders.close();
+  await within(control.close(), 2000);
+  await storage.close();
   for (const engine of engines.values()) await engine.close?.();
   metricsServer?.close();
   await within(Promise.allSettled([redis.quit(), subscriber.quit()]), 2000);

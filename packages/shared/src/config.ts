@@ -109,6 +109,8 @@ const ApiEnv = CommonEnv.extend({
 });
 
 const WorkerEnv = CommonEnv.extend({
+  /** Batch items write their audio, and finalizers their output files, to the same storage the API reads. */
+  ...StorageEnv.shape,
   ENGINES: ListEnv.pipe(z.array(z.string().regex(/^[a-z0-9-]+$/)).min(1)).default(['espeak']),
   WORKER_CONCURRENCY: IntEnv(1, 256).default(2),
   /** Batch items in parallel per engine, in their own lane: realtime requests never wait for these slots. */
@@ -273,6 +275,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     encoderPoolSize: e.ENCODER_POOL_SIZE,
     shutdownGraceS: e.SHUTDOWN_GRACE_S,
     workerId: e.WORKER_ID,
+    storage: storageConfig(e),
   };
 }
 export type WorkerConfig = ReturnType<typeof loadWorkerConfig>;

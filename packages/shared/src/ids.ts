@@ -21,3 +21,15 @@ export function newFileId(now = Date.now()): string {
 }
 
 export const FILE_ID_PATTERN = /^file-[0-9a-f]{28}$/;
+
+/** `batch_<12 hex: ms since epoch><16 hex random>`: sorts by creation time, like file ids (listing, `after`). */
+export function newBatchId(now = Date.now()): string {
+  return `batch_${now.toString(16).padStart(12, '0')}${randomBytes(8).toString('hex')}`;
+}
+
+export const BATCH_ID_PATTERN = /^batch_[0-9a-f]{28}$/;
+
+/** A batch item's BullMQ job id: its line's index, so cancel can name every item without a stored list. */
+export function batchItemJobId(batchId: string, index: number): string {
+  return `${batchId}-${index}`;
+}

@@ -17,3 +17,6 @@ export * from './voices.ts';
 export * from './worker-registry.ts';
 export * from './voice-blend.ts';
 export * from './storage/index.ts';
+export * from './files.ts';
+export * from './batches.ts';
+export * from './schemas/batch-item.ts';

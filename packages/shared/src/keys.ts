@@ -14,6 +14,9 @@
  *   {prefix}:file:<fileId>             string  JSON metadata of an uploaded file (/v1/files); TTL FILE_RETENTION_S
  *   {prefix}:files                     zset    every file id (score 0, ids sort by creation time): admin listing
  *   {prefix}:files:owner:<owner>       zset    the file ids one client uploaded (`-` while keys are off)
+ *   {prefix}:batch:{<batchId>}        hash    a batch: static fields, status, counters, timestamps; TTL FILE_RETENTION_S
+ *   {prefix}:batch:{<batchId>}:outcomes hash  custom_id -> JSON outcome of each finished item (set once)
+ *   {prefix}:batches:owner:<owner>     zset    one client's batch ids (`-` while keys are off)
  *   BullMQ queues use the prefix `{<prefix>}` (hash-tagged so a queue's keys share a Cluster slot).
  *
  * `<relay>` is the id of the API process relaying the job. Its audio streams and its wake stream share that hash
@@ -78,6 +81,19 @@ export class RedisKeys {
   /** One client's file ids (`undefined` owner: keys are off). */
   ownerFiles(owner: string | undefined): string {
     return `${this.prefix}:files:owner:${owner ?? '-'}`;
+  }
+
+  /** A batch; hash-tagged with its id so the outcome script's two keys share a Cluster slot. */
+  batch(batchId: string): string {
+    return `${this.prefix}:batch:{${batchId}}`;
+  }
+
+  batchOutcomes(batchId: string): string {
+    return `${this.prefix}:batch:{${batchId}}:outcomes`;
+  }
+
+  ownerBatches(owner: string | undefined): string {
+    return `${this.prefix}:batches:owner:${owner ?? '-'}`;
   }
 
   /** BullMQ's own `prefix` option. */

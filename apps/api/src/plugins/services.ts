@@ -10,6 +10,7 @@ import { ReplicaAck } from '../services/replica-ack.ts';
 import { WorkerDirectory } from '../services/worker-directory.ts';
 import { ClientIdentity } from '../services/client-identity.ts';
 import { FileStore } from '../services/file-store.ts';
+import { BatchService } from '../services/batch-service.ts';
 import { ApiMetrics } from '../metrics.ts';
 import { QueueDepthExporter } from '../queue-depth-exporter.ts';
 
@@ -26,6 +27,7 @@ declare module 'fastify' {
     identity: ClientIdentity;
     metrics: ApiMetrics;
     files: FileStore;
+    batches: BatchService;
     /** Set when SIGTERM arrived: readiness fails, new work is refused. */
     draining: boolean;
   }
@@ -73,6 +75,11 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
       redis, keys, storage: await createStorage(config.storage), retentionS: config.fileRetentionS, log: app.log,
     });
     app.decorate('files', files);
+    const batches = new BatchService({
+      redis, keys, storage: files.storage, speech, retentionS: config.fileRetentionS, maxInputChars: config.maxInputChars,
+      onCancelled: () => metrics.batchItems.inc({ outcome: 'cancelled' }),
+    });
+    app.decorate('batches', batches);
 
     app.addHook('onReady', async () => {
       hub.start();
@@ -82,6 +89,7 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     app.addHook('onClose', async () => {
       await queueDepth.stop();
       await files.stopSweeping();
+      await batches.close();
       await files.storage.close();
       await hub.close();
       await speech.close();

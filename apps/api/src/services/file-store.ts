@@ -1,20 +1,11 @@
 import type { Readable } from 'node:stream';
 import type { Redis } from 'ioredis';
 import type { FastifyBaseLogger } from 'fastify';
-import { FILE_ID_PATTERN, newFileId, StorageKeys, type ObjectStorage, type RedisKeys } from '@chorus/shared';
+import {
+  commitFileMeta, FILE_ID_PATTERN, newFileId, StorageKeys, type FileMeta, type ObjectStorage, type RedisKeys,
+} from '@chorus/shared';
 
-/** What Redis keeps about a file; the bytes are in storage under StorageKeys.file(id). */
-export interface FileMeta {
-  id: string;
-  bytes: number;
-  created_at: number;
-  expires_at: number;
-  filename: string;
-  purpose: string;
-  content_type: string;
-  /** The uploading client (client-identity `owner`); absent while keys are off. */
-  owner?: string;
-}
+export type { FileMeta };
 
 /** OpenAI's File object. */
 export function fileObject(meta: FileMeta) {
@@ -83,19 +74,7 @@ export class FileStore {
 
   /** Makes an uploaded file visible: its metadata (with the retention TTL) and its place in the listings. */
   async commit(meta: FileMeta): Promise<void> {
-    const oldest = `(${newFileId(Date.now() - this.retentionS * 1000).slice(0, 17)}`;
-    const owner = this.#keys.ownerFiles(meta.owner);
-    await this.#redis
-      .multi()
-      .set(this.#keys.file(meta.id), JSON.stringify(meta), 'EX', this.retentionS)
-      .zadd(this.#keys.allFiles(), 0, meta.id)
-      .zadd(owner, 0, meta.id)
-      // Ids sort by creation time, so ids older than the retention are one range; the index lives as long as its newest file.
-      .zremrangebylex(this.#keys.allFiles(), '-', oldest)
-      .zremrangebylex(owner, '-', oldest)
-      .expire(this.#keys.allFiles(), this.retentionS)
-      .expire(owner, this.retentionS)
-      .exec();
+    await commitFileMeta(this.#redis, this.#keys, meta, this.retentionS);
   }
 
   async get(id: string): Promise<FileMeta | undefined> {

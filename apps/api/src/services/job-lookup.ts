@@ -1,11 +1,11 @@
 import type { Job, Queue } from 'bullmq';
-import { JOB_ID_PATTERN, LANES, TtsJob, type Lane, type EndRecord, type ErrorRecord, type TtsJobResult } from '@chorus/shared';
+import { JOB_ID_PATTERN, LANES, TtsJob, type Lane, type StreamJob, type EndRecord, type ErrorRecord, type TtsJobResult } from '@chorus/shared';
 
 export type LegacyJobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
 export interface JobView {
   job: Job;
-  data: TtsJob;
+  data: StreamJob;
   status: LegacyJobStatus;
 }
 
@@ -23,9 +23,11 @@ export async function findJob(
   const job = found.find((j): j is Job => j !== undefined && j !== null);
   if (!job) return undefined;
   const parsed = TtsJob.safeParse(job.data);
-  if (!parsed.success) return undefined;
+  // Batch items (no stream) are not jobs of this API: their ids are not tts_ ids either.
+  if (!parsed.success || parsed.data.streamKey === undefined) return undefined;
+  const data = { ...parsed.data, streamKey: parsed.data.streamKey };
   const state = await job.getState();
-  return { job, data: parsed.data, status: legacyStatus(state, job.failedReason) } satisfies JobView;
+  return { job, data, status: legacyStatus(state, job.failedReason) } satisfies JobView;
 }
 
 function legacyStatus(state: string, failedReason: string | undefined): LegacyJobStatus {

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import {
   ChorusError, JOB_CATALOG, JOB_NAMES, newJobId, PRIORITY, speechQueueName, type Lane, type ModelTable, type RedisKeys,
-  type Speaker, type SynthesisOptions, type TtsJob, type TtsJobInput, type VoiceCatalog,
+  type Speaker, type StreamJob, type SynthesisOptions, type TtsJob, type TtsJobInput, type VoiceCatalog,
 } from '@chorus/shared';
 import type { StreamHub } from '../relay/stream-hub.ts';
 import type { JobStream } from '../relay/job-stream.ts';
@@ -31,7 +31,7 @@ export interface SynthesisParams {
 
 export interface StartedJob {
   jobId: string;
-  job: TtsJob;
+  job: StreamJob;
   stream: JobStream;
   speaker: Speaker;
 }
@@ -125,21 +125,33 @@ export class SpeechService {
     return { name, values };
   }
 
-  /** Validates what needs the catalogue, subscribes, then enqueues (subscribe first: no chunk can be missed). */
-  async start(p: SynthesisParams): Promise<StartedJob> {
+  /**
+   * The job payload for a request, with model, voice and preset resolved (404/400/503 as ChorusError). No stream
+   * yet: `start` adds one, a batch item a storage sink instead.
+   */
+  async buildJob(p: SynthesisParams): Promise<{ job: TtsJob; speaker: Speaker }> {
     const preset = this.resolvePreset(p.preset);
     const { engine, speaker } = await this.route(p.model, p.voice);
-    const jobId = newJobId();
-    const streamKey = this.#keys.audioStream(this.#relayId, jobId);
     const o = p.options;
     const job: TtsJob = {
-      v: 1, requestId: p.requestId, streamKey, engine, model: p.model, text: p.text, speaker, format: p.format,
+      v: 1, requestId: p.requestId, engine, model: p.model, text: p.text, speaker, format: p.format,
       ...o,
       speed: preset?.values.speed !== undefined && o.speed === 1 ? preset.values.speed : o.speed,
       seed: o.seed ?? preset?.values.seed,
       temperature: o.temperature ?? preset?.values.temperature, preset, route: p.route,
       priority: p.priority ?? 'realtime', enqueuedAt: Date.now(), owner: p.owner, maxAudioS: this.#maxAudioS,
     } satisfies TtsJobInput;
+    return { job, speaker };
+  }
+
+  /** Validates what needs the catalogue, subscribes, then enqueues (subscribe first: no chunk can be missed). */
+  async start(p: SynthesisParams): Promise<StartedJob> {
+    const built = await this.buildJob(p);
+    const { engine } = built.job;
+    const speaker = built.speaker;
+    const jobId = newJobId();
+    const streamKey = this.#keys.audioStream(this.#relayId, jobId);
+    const job: StreamJob = { ...built.job, streamKey };
     const stream = this.#hub.subscribe(streamKey);
     const queue = this.queue(engine, job.priority);
     const enqueue = () =>

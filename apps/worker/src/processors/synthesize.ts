@@ -3,8 +3,8 @@ import type { Redis } from 'ioredis';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
-  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE, pickSynthesisOptions, TtsJob,
-  type TtsJobResult,
+  ChorusError, DEFAULT_MAX_AUDIO_SECONDS, enqueueFinalize, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE,
+  pickSynthesisOptions, remainingOutcomes, TtsJob, type TtsJobResult,
 } from '@chorus/shared';
 import { EngineError, type TtsEngine } from '../engines/engine.ts';
 import { BACKGROUND_NICENESS, type EncoderPool } from '../encoders/encoder-pool.ts';
@@ -12,6 +12,8 @@ import { TempoStage } from '../encoders/tempo-stage.ts';
 import { Resampler } from '../audio/resampler.ts';
 import { segmentText } from '../audio/segmenter.ts';
 import { readStreamPosition, StreamWriter } from '../stream/stream-writer.ts';
+import type { AudioSink } from '../stream/audio-sink.ts';
+import { StorageSink, type BatchDeps } from '../batch/storage-sink.ts';
 import type { WorkerMetrics } from '../metrics.ts';
 
 export interface SynthesizeDeps {
@@ -23,6 +25,8 @@ export interface SynthesizeDeps {
   metrics: WorkerMetrics;
   /** The worker's maxStartedAttempts (MAX_STARTED_ATTEMPTS): BullMQ retries no job started this often. */
   maxStartedAttempts?: number;
+  /** Storage and the control queue, for batch items (jobs with a storage `sink`). */
+  batch?: BatchDeps;
   /** True when the job's cancel flag is set (client went away before we started). */
   isCancelled(jobId: string): Promise<boolean>;
 }
@@ -56,7 +60,8 @@ function hasAttemptsLeft(job: Job, maxStartedAttempts: number | undefined): bool
 }
 
 /**
- * The `synthesize` processor: text → segments → engine PCM → 24 kHz → (tempo) → encoder → stream records.
+ * The `synthesize` processor: text → segments → engine PCM → 24 kHz → (tempo) → encoder → sink: stream records for
+ * a realtime request, a file in storage for a batch item (its `sink`; see batch/storage-sink.ts).
  * A permanent failure is published on the stream as an `error` record (the client is already listening) and
  * ends the job without retry. A transient one (see isTransient) is thrown for BullMQ to retry, with nothing
  * published: the next attempt regenerates the deterministic audio and resumes at the stream's byte offset, and
@@ -71,14 +76,30 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const abort = signal ?? new AbortController().signal;
     const options = pickSynthesisOptions(data);
 
-    const position = await readStreamPosition(deps.redis, data.streamKey);
-    if (position.finished) {
-      log.info('stream already finished; duplicate delivery ignored');
-      return { bytes: position.bytes, durationS: 0, chars: data.text.length, chunks: 0 };
-    }
-    const writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position);
-    if (position.seq > 0) {
-      log.warn({ seq: position.seq, bytes: position.bytes }, 'resuming a stream left by an earlier attempt');
+    let writer: AudioSink;
+    if (data.sink) {
+      // A batch item: audio to storage, outcome to the batch. One that has its outcome already (a worker died
+      // after recording it) is not run again; it only makes sure the finalizer was enqueued.
+      if (!deps.batch) throw new UnrecoverableError('batch item on a worker without storage');
+      const { batchId, customId } = data.sink;
+      if ((await deps.redis.hexists(deps.batch.keys.batchOutcomes(batchId), customId)) === 1) {
+        log.info('batch item has its outcome already; duplicate delivery ignored');
+        if ((await remainingOutcomes(deps.redis, deps.batch.keys, batchId)) === 0) await enqueueFinalize(deps.batch.control, batchId);
+        return { bytes: 0, durationS: 0, chars: data.text.length, chunks: 0 };
+      }
+      writer = new StorageSink(deps.batch, data.sink, data);
+    } else if (data.streamKey) {
+      const position = await readStreamPosition(deps.redis, data.streamKey);
+      if (position.finished) {
+        log.info('stream already finished; duplicate delivery ignored');
+        return { bytes: position.bytes, durationS: 0, chars: data.text.length, chunks: 0 };
+      }
+      writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position);
+      if (position.seq > 0) {
+        log.warn({ seq: position.seq, bytes: position.bytes }, 'resuming a stream left by an earlier attempt');
+      }
+    } else {
+      throw new UnrecoverableError('invalid job payload: neither streamKey nor sink');
     }
 
     if (await deps.isCancelled(job.id!)) {

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { decodeRecord, encodeRecord, type StreamRecord } from '@chorus/shared/stream-protocol';
+import type { AudioSink } from './audio-sink.ts';
 
 /** Audio records above this size are split, so one XADD never carries megabytes. */
 const MAX_RECORD_BYTES = 256 * 1024;
@@ -30,7 +31,7 @@ export async function readStreamPosition(redis: Redis, key: string): Promise<Str
  * attempt and are dropped. While one XADD is in flight, new bytes accumulate and go out together in the next,
  * so the first bytes leave at once and a fast encoder does not cost one round trip per packet.
  */
-export class StreamWriter {
+export class StreamWriter implements AudioSink {
   readonly #redis: Redis;
   readonly #key: string;
   readonly #ttlS: number;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { AudioFormat } from '../audio-formats.ts';
 import { Preset, Speaker } from '../voices.ts';
 import { SynthesisOptions } from './synthesis.ts';
+import { BatchItemSink } from './batch-item.ts';
 
 /**
  * The payload of a `synthesize` job. Jobs outlive deploys: add new fields as optional, never repurpose one.
@@ -10,8 +11,13 @@ import { SynthesisOptions } from './synthesis.ts';
 export const TtsJob = z.object({
   v: z.literal(1),
   requestId: z.string(),
-  /** The Redis Stream this job publishes to; built by the API with RedisKeys.audioStream. */
-  streamKey: z.string().min(1),
+  /**
+   * The Redis Stream this job publishes to; built by the API with RedisKeys.audioStream. Absent only on jobs whose
+   * `sink` is storage (batch items); every realtime job has one.
+   */
+  streamKey: z.string().min(1).optional(),
+  /** Where the audio goes instead of a stream: a batch item's file in storage (see batches.ts). */
+  sink: BatchItemSink.optional(),
   /** Engine id (the queue is derived from it). */
   engine: z.string(),
   /** The model name as the client sent it (for metrics and logs). */
@@ -34,6 +40,8 @@ export const TtsJob = z.object({
   maxAudioS: z.number().positive().optional(),
 });
 export type TtsJob = z.infer<typeof TtsJob>;
+/** A job relayed through a Redis Stream (every job but a batch item). */
+export type StreamJob = TtsJob & { streamKey: string };
 /** What the API builds; defaults applied by the schema may be omitted. */
 export type TtsJobInput = z.input<typeof TtsJob>;
 
