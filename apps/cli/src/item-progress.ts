@@ -33,11 +33,14 @@ class ItemRate {
   }
 }
 
-export function describeItems(c: ItemCounts, status: string, rate: number): string {
+/** `in_progress 3/4 (75%): 2 ok, 1 failed, 0.4 items/s ETA 2.5s`; without a rate, no rate or ETA. */
+export function describeItems(c: ItemCounts, status: string, rate?: number): string {
   const done = c.completed + c.failed;
   const pct = c.total > 0 ? Math.floor((done / c.total) * 100) : 0;
+  const head = `${status} ${done}/${c.total} (${pct}%): ${c.completed} ok, ${c.failed} failed`;
+  if (rate === undefined) return head;
   const eta = rate > 0 && done < c.total ? ` ETA ${formatDuration((c.total - done) / rate)}` : '';
-  return `${status} ${done}/${c.total} (${pct}%) ${c.completed} done, ${c.failed} failed, ${rate.toFixed(1)} items/s${eta}`;
+  return `${head}, ${rate.toFixed(1)} items/s${eta}`;
 }
 
 export function createItemProgress(stream: NodeJS.WriteStream, mode: ProgressMode, label: string): ItemProgress {
@@ -74,7 +77,7 @@ function barProgress(stream: NodeJS.WriteStream, label: string): ItemProgress {
   const bar = new cliProgress.SingleBar(
     {
       stream,
-      format: '{label} |{bar}| {value}/{total} {done} done, {failed} failed, {rate} items/s {eta}',
+      format: '{label} |{bar}| {value}/{total}: {done} ok, {failed} failed, {rate} items/s {eta}',
       barsize: 24,
       hideCursor: true,
       fps: 5,

@@ -194,7 +194,7 @@ async function status(id: string, opts: ApiOpts & { json?: boolean }) {
     process.stdout.write(`${JSON.stringify(b, null, 2)}\n`);
     return;
   }
-  process.stdout.write(`${b.id} ${describeItems(counts(b), b.status, 0).replace(/ 0\.0 items\/s$/, '')}${files(b)}\n`);
+  process.stdout.write(`${b.id} ${describeItems(counts(b), b.status)}${files(b)}\n`);
   for (const l of validationLines(b)) process.stderr.write(`${l}\n`);
 }
 
