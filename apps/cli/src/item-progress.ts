@@ -77,7 +77,7 @@ function barProgress(stream: NodeJS.WriteStream, label: string): ItemProgress {
   const bar = new cliProgress.SingleBar(
     {
       stream,
-      format: '{label} |{bar}| {value}/{total}: {done} ok, {failed} failed, {rate} items/s {eta}',
+      format: '{label} |{bar}| {value}/{total}: {done} ok, {failed} failed, {rate} items/s {left}',
       barsize: 24,
       hideCursor: true,
       fps: 5,
@@ -92,7 +92,7 @@ function barProgress(stream: NodeJS.WriteStream, label: string): ItemProgress {
       const r = rate.perSecond(done);
       const payload = {
         label: `${label} ${status}`, done: c.completed, failed: c.failed, rate: r.toFixed(1),
-        eta: r > 0 && done < c.total ? `ETA ${formatDuration((c.total - done) / r)}` : '',
+        left: r > 0 && done < c.total ? `ETA ${formatDuration((c.total - done) / r)}` : '',
       };
       if (!started) bar.start(Math.max(c.total, 1), done, payload);
       else {

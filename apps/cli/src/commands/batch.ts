@@ -308,16 +308,17 @@ async function fetchResults(client: OpenAI, baseUrl: string, b: Batch, dir: stri
   const bar = createItemProgress(process.stderr, mode, `${b.id} download`);
   let done = 0;
   const next = jobs[Symbol.iterator]();
+  bar.update({ total: jobs.length, completed: 0, failed: 0 }, 'downloading'); // the rate counts from here
+  let failure: unknown;
   const worker = async () => {
-    for (let j = next.next(); !j.done; j = next.next()) {
+    // After a failure no new file starts; those in flight finish, so the error is the last line printed.
+    for (let j = next.next(); !j.done && failure === undefined; j = next.next()) {
       await save(await api(baseUrl, client.files.content(j.value.fileId)), j.value.file);
       bar.update({ total: jobs.length, completed: ++done, failed: 0 }, 'downloading');
     }
   };
-  try {
-    await Promise.all(Array.from({ length: Math.min(DOWNLOAD_CONCURRENCY, jobs.length) }, worker));
-  } finally {
-    bar.stop();
-  }
+  await Promise.all(Array.from({ length: Math.min(DOWNLOAD_CONCURRENCY, jobs.length) }, () => worker().catch((e) => void (failure ??= e))));
+  bar.stop();
+  if (failure !== undefined) throw failure;
   process.stderr.write(`wrote ${jobs.length} audio files, output.jsonl${b.error_file_id ? ' and errors.jsonl' : ''} to ${dir}\n`);
 }
