@@ -2,13 +2,14 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '@chorus/shared/config';
 import { apiErrorLine } from './api-client.ts';
+import { batchCommand } from './commands/batch.ts';
 import { modelsCommand } from './commands/models.ts';
 import { speakCommand } from './commands/speak.ts';
 import { CliError } from './errors.ts';
 
 /*
- * `chorus`, the command line of SPEC §8. One module per command group under commands/ (models and speak today;
- * batch later). Failures print one line on stderr and exit non-zero.
+ * `chorus`, the command line of SPEC §8. One module per command group under commands/ (models, speak, batch).
+ * Failures print one line on stderr and exit non-zero.
  */
 
 const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
@@ -18,7 +19,8 @@ const program = new Command('chorus')
   .version(version)
   .exitOverride()
   .addCommand(modelsCommand())
-  .addCommand(speakCommand());
+  .addCommand(speakCommand())
+  .addCommand(batchCommand());
 
 // Ctrl-C during a download: the partial file stays for the next pull to resume; give the cursor back (the bar hid it).
 process.on('SIGINT', () => {

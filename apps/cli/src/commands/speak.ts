@@ -111,7 +111,7 @@ async function speak(textArg: string | undefined, opts: SpeakOpts) {
 }
 
 /** Streams into `<file>.part` and renames it on success: an interrupted run never leaves a truncated `<file>`. */
-async function toFile(body: Readable, file: string) {
+export async function toFile(body: Readable, file: string) {
   const part = `${file}.part`;
   // Ctrl-C (main.ts exits 130) or a crash mid-stream: the half-written .part goes too.
   const onExit = () => rmSync(part, { force: true });
