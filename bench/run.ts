@@ -2,7 +2,7 @@
  * Runs every benchmark in turn, then draws the chart. Each benchmark starts and stops its own private
  * redis-server, API and workers on 127.0.0.1, and bounds its own request loops.
  *
- *   npm run bench                      # everything (≈ 10–12 minutes on 2 cores; batch alone is ~4 of them)
+ *   npm run bench                      # everything (≈ 6–8 minutes on 2 cores, plus batch: 16 min on a busy machine)
  *   npm run bench -- --quick           # smoke run: a few requests each, numbers not meaningful
  *   npm run bench -- --wait-quiet      # first wait (up to 20 min) for the 1-min load average to drop below 1.0
  *   npm run bench -- overhead fanout   # only these
