@@ -2,13 +2,14 @@
  * Runs every benchmark in turn, then draws the chart. Each benchmark starts and stops its own private
  * redis-server, API and workers on 127.0.0.1, and bounds its own request loops.
  *
- *   npm run bench                      # everything (≈ 6–8 minutes on 2 cores)
+ *   npm run bench                      # everything (≈ 6–8 minutes on 2 cores, plus batch: 16 min on a busy machine)
  *   npm run bench -- --quick           # smoke run: a few requests each, numbers not meaningful
  *   npm run bench -- --wait-quiet      # first wait (up to 20 min) for the 1-min load average to drop below 1.0
  *   npm run bench -- overhead fanout   # only these
  */
 import { loadavg } from 'node:os';
 import { runBacklog } from './backlog.ts';
+import { runBatch } from './batch.ts';
 import { renderChart } from './chart.ts';
 import { runConcurrency } from './concurrency.ts';
 import { runFanout } from './fanout.ts';
@@ -25,6 +26,7 @@ const ALL = {
   fanout: runFanout,
   'worker-scaling': runWorkerScaling,
   backlog: runBacklog,
+  batch: runBatch,
   // Last: a CPU profile of the API and worker under the overhead benchmark's heaviest service case.
   profile: () => runProfile('pcm'),
 } as const;

@@ -124,9 +124,14 @@ describe('exported metric families', () => {
     // The dashboard covers what operators asked for.
     for (const n of ['chorus_time_to_first_byte_seconds_bucket', 'chorus_queue_wait_seconds_bucket', 'chorus_queue_jobs',
       'chorus_real_time_factor_bucket', 'chorus_http_requests_total', 'chorus_characters_total', 'chorus_rejected_total',
-      'chorus_jobs_total']) {
+      'chorus_jobs_total', 'chorus_batch_items_total', 'chorus_batch_duration_seconds_bucket']) {
       expect(referenced, n).toContain(n);
     }
+    // No batch ran here: labelled families with no sample yet are still declared (# TYPE), so the batch panels'
+    // names are checked against a fresh deployment's /metrics, not only one that has finished a batch.
+    expect(worker.types.get('chorus_batch_items_total')).toBe('counter');
+    expect(worker.types.get('chorus_batch_duration_seconds')).toBe('histogram');
+    expect(api.types.get('chorus_batch_items_total')).toBe('counter');
     const exprs = dashboardPanels().flatMap((p) => (p.targets ?? []).map((t) => t.expr)).join('\n');
     expect(exprs).toContain('status="cancelled"');
   });

@@ -60,10 +60,12 @@ export function machineInfo() {
   };
 }
 
-/** Writes bench/results/<name>.json: the machine, the parameters, the raw summaries and the verdicts. */
-export function writeResults(name: string, data: Record<string, unknown>): string {
-  mkdirSync(RESULTS_DIR, { recursive: true });
-  const file = path.join(RESULTS_DIR, `${name}.json`);
+/**
+ * Writes bench/results/<name>.json (or `file`, e.g. a test's temporary directory): the machine, the parameters,
+ * the raw summaries and the verdicts.
+ */
+export function writeResults(name: string, data: Record<string, unknown>, file = path.join(RESULTS_DIR, `${name}.json`)): string {
+  mkdirSync(path.dirname(file), { recursive: true });
   const busy = contention(started.cpu, cpuSnapshot(), cpus().length);
   const machine = { ...machineInfo(), loadavg1AtEnd: Math.round(loadavg()[0]! * 100) / 100, ...busy };
   writeFileSync(file, `${JSON.stringify({ benchmark: name, machine, ...data }, null, 2)}\n`);
