@@ -51,7 +51,6 @@ export class ApiMetrics {
     labelNames: ['code'],
     registers: [this.registry],
   });
-  /** Only `cancelled` here: jobs removed while still queued, which no worker ever sees. Workers count the rest. */
   /** Batch items cancelled while still queued (the workers count the rest; see the worker's metrics). */
   readonly batchItems = new Counter({
     name: 'chorus_batch_items_total',
@@ -59,6 +58,7 @@ export class ApiMetrics {
     labelNames: ['outcome'],
     registers: [this.registry],
   });
+  /** Only `cancelled` here: jobs removed while still queued, which no worker ever sees. Workers count the rest. */
   readonly jobs = new Counter({
     name: 'chorus_jobs_total',
     help: 'Synthesis jobs by outcome (this process: jobs cancelled while still queued)',
