@@ -80,8 +80,9 @@ describe('espeak-ng killed by a signal', () => {
       expect(clean.status, format).toBe(200);
       expect(crashed.body.length, format).toBe(clean.body.length);
       expect(crashed.body.equals(clean.body), `${format} bytes`).toBe(true);
+      // The end record goes out a moment before BullMQ marks the job completed.
+      await expect.poll(() => stack.queue().getJobState(crashed.jobId!), { timeout: 10_000 }).toBe('completed');
       const job = await stack.queue().getJob(crashed.jobId!);
-      expect(await job!.getState()).toBe('completed');
       expect(job!.attemptsMade, format).toBe(2); // one failed attempt, one that completed
     }
     const log = stack.workers[0]!.output();
@@ -106,8 +107,9 @@ describe('espeak-ng killed by a signal', () => {
       expect(body.error).toMatchObject({ code: 'engine_error', type: 'server_error', message: 'Speech synthesis failed.' });
       expect(body.error.message).not.toMatch(/SIGKILL|espeak/);
       expect(runs()).toBe(attempts); // one segment, one run per attempt
+      // The error record goes out a moment before BullMQ marks the job failed.
+      await expect.poll(async () => (await stack.queue().getFailed()).length, { timeout: 10_000 }).toBe(1);
       const failed = await stack.queue().getFailed();
-      expect(failed).toHaveLength(1);
       expect(failed[0]!.attemptsMade).toBe(attempts);
     } finally {
       rmSync(path.join(bin, 'crash-always'), { force: true });
