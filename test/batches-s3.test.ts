@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { toFile } from 'openai';
 import { S3Storage } from '../packages/shared/src/storage/s3.ts';
 import { startStack, type Stack } from './helpers/stack.ts';
-import { startS3Server, S3RVER_CREDENTIALS, type S3Server } from './helpers/s3-server.ts';
+import { startS3Server, S3RVER_CREDENTIALS, useS3rverCredentials, type S3Server } from './helpers/s3-server.ts';
 import { decodedDuration } from './helpers/audio.ts';
 
 /*
@@ -12,21 +12,17 @@ import { decodedDuration } from './helpers/audio.ts';
 
 let s3: S3Server;
 let stack: Stack;
-const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+let restoreCredentials: (() => void) | undefined;
 beforeAll(async () => {
   s3 = await startS3Server();
-  process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
-  process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+  restoreCredentials = useS3rverCredentials();
   const env = { ...s3.env, S3_PREFIX: 'chorus/', DATA_DIR: '/nonexistent/never-used' };
   stack = await startStack({ redisUrl: inject('redisUrl'), apiEnv: env, workerEnv: env });
 });
 afterAll(async () => {
   await stack?.stop();
   await s3?.stop();
-  if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID;
-  else process.env.AWS_ACCESS_KEY_ID = saved.id;
-  if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY;
-  else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+  restoreCredentials?.();
 });
 
 describe('batch on the S3 driver', () => {

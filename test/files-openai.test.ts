@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } fro
 import OpenAI, { toFile } from 'openai';
 import { S3Storage } from '../packages/shared/src/storage/s3.ts';
 import { startStack, type Stack } from './helpers/stack.ts';
-import { startS3Server, S3RVER_CREDENTIALS, type S3Server } from './helpers/s3-server.ts';
+import { startS3Server, S3RVER_CREDENTIALS, useS3rverCredentials, type S3Server } from './helpers/s3-server.ts';
 
 /*
  * OpenAI's Files API (/v1/files) driven by the official SDK: upload, list, retrieve, content, delete; files belong
@@ -286,12 +286,10 @@ describe('/v1/files retention (FILE_RETENTION_S=2, keys off)', () => {
 describe('/v1/files on the S3 driver (s3rver)', () => {
   let s3: S3Server;
   let stack: Stack;
-  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  let restoreCredentials: (() => void) | undefined;
   beforeAll(async () => {
     s3 = await startS3Server();
-    // Credentials come from the AWS SDK's own chain (here: the environment), as in production.
-    process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
-    process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+    restoreCredentials = useS3rverCredentials();
     stack = await startStack({
       redisUrl: inject('redisUrl'), workers: 0,
       apiEnv: { ...s3.env, S3_PREFIX: 'chorus/', DATA_DIR: '/nonexistent/never-used', MAX_BATCH_FILE_BYTES: String(8 * MAX) },
@@ -300,10 +298,7 @@ describe('/v1/files on the S3 driver (s3rver)', () => {
   afterAll(async () => {
     await stack?.stop();
     await s3?.stop();
-    if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID;
-    else process.env.AWS_ACCESS_KEY_ID = saved.id;
-    if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY;
-    else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+    restoreCredentials?.();
   });
 
   it('uploads (multipart-sized), lists, downloads and deletes with the bytes in the bucket', async () => {

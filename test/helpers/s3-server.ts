@@ -38,3 +38,19 @@ export async function startS3Server(bucket = 'chorus-test'): Promise<S3Server> {
     },
   };
 }
+
+/**
+ * The in-process API's AWS SDK takes credentials from the environment (its default chain, as in production): set
+ * s3rver's there, and return what puts the environment back.
+ */
+export function useS3rverCredentials(): () => void {
+  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+  process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+  return () => {
+    if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID;
+    else process.env.AWS_ACCESS_KEY_ID = saved.id;
+    if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY;
+    else process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+  };
+}
