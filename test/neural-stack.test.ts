@@ -3,9 +3,10 @@ import { rmSync } from 'node:fs';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { liveWorkers } from '@chorus/shared';
-import { spawnWorker, startStack, type Stack } from './helpers/stack.ts';
+import { spawnWorker, type Stack } from './helpers/stack.ts';
 import { decodedDuration, decodeToPcm, probe, rms } from './helpers/audio.ts';
 import { BREAKAGES, generateModelsDir, PIPER_HOP, piperConfig, KOKORO_HOP } from './helpers/onnx-models.ts';
+import { startModelStack } from './helpers/model-stack.ts';
 import { PiperEngine } from '../apps/worker/src/engines/piper-engine.ts';
 import { phonemize } from '../apps/worker/src/engines/onnx/phonemize.ts';
 
@@ -44,19 +45,13 @@ describe('worker start-up with a broken MODELS_DIR', () => {
 
 describe('Piper and Kokoro through the real stack', () => {
   let stack: Stack;
-  let modelsDir: string;
 
+  // The shipped voices file: OpenAI names map per engine, engine voices are accepted by name.
   beforeAll(async () => {
-    modelsDir = generateModelsDir().dir;
-    // The shipped voices file: OpenAI names map per engine, engine voices are accepted by name.
-    stack = await startStack({
-      redisUrl: inject('redisUrl'),
-      workerEnv: { ENGINES: 'espeak,piper,kokoro', MODELS_DIR: modelsDir, ORT_INTRA_OP_THREADS: '1' },
-    });
+    stack = await startModelStack(inject('redisUrl'), 'espeak,piper,kokoro');
   });
   afterAll(async () => {
     await stack?.stop();
-    rmSync(modelsDir, { recursive: true, force: true });
   });
 
   async function speak(body: Parameters<Stack['client']['audio']['speech']['create']>[0]) {

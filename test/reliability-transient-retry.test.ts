@@ -7,7 +7,7 @@ import { decodeRecord } from '@chorus/shared/stream-protocol';
 import { JOB_CATALOG, JOB_NAMES, type TtsJobInput } from '@chorus/shared';
 import { startStack, type Stack } from './helpers/stack.ts';
 import { waitFor } from './helpers/processes.ts';
-import { generateModelsDir } from './helpers/onnx-models.ts';
+import { startModelStack } from './helpers/model-stack.ts';
 
 /*
  * Issue 10 cleanup: a transient engine failure is retried and the retry resumes the stream at its byte offset
@@ -119,17 +119,11 @@ describe('espeak-ng killed by a signal', () => {
 
 describe('an unknown Piper voice on the worker that took the job', () => {
   let stack: Stack;
-  let modelsDir: string;
   beforeAll(async () => {
-    modelsDir = generateModelsDir().dir;
-    stack = await startStack({
-      redisUrl: inject('redisUrl'),
-      workerEnv: { ENGINES: 'espeak,piper', MODELS_DIR: modelsDir, ORT_INTRA_OP_THREADS: '1' },
-    });
+    stack = await startModelStack(inject('redisUrl'), 'espeak,piper');
   });
   afterAll(async () => {
     await stack?.stop();
-    rmSync(modelsDir, { recursive: true, force: true });
   });
 
   it('fails at once with invalid_value (a 400-class code), using one attempt', async () => {
