@@ -86,9 +86,10 @@ describe('/v1/batches with /v1/audio/speech', () => {
     const lines = Array.from({ length: 20 }, (_, i) => line(`item-${i}`, { input: `Batch item number ${i}.`, response_format: formats[i % formats.length] }));
     const created = await submit(a, lines);
     expect(created).toMatchObject({
-      object: 'batch', endpoint: '/v1/audio/speech', completion_window: '24h', status: 'in_progress', errors: null,
-      request_counts: { total: 20, completed: 0, failed: 0 }, metadata: { run: 'test' }, output_file_id: null,
+      object: 'batch', endpoint: '/v1/audio/speech', completion_window: '24h', status: 'validating', errors: null,
+      request_counts: { total: 0, completed: 0, failed: 0 }, metadata: { run: 'test' }, output_file_id: null, in_progress_at: null,
     });
+    expect(created.expires_at).toBe(created.created_at + 24 * 3600);
     expect(created.id).toMatch(/^batch_[0-9a-f]{28}$/);
 
     const done = await until(a, created.id, (x) => x.status === 'completed');
@@ -167,9 +168,10 @@ describe('/v1/batches with /v1/audio/speech', () => {
       line('bad-model', { input: 'x', model: 'no-such-model' }),
       line('ok-2', { input: 'Fine too.' }),
     ];
-    const batch = await submit(a, lines);
+    const batch = await until(a, (await submit(a, lines)).id, (x) => x.status !== 'validating');
     expect(batch.status).toBe('failed');
     expect(batch.failed_at).not.toBeNull();
+    expect(batch.in_progress_at).toBeNull();
     expect(batch.errors?.data?.map((e) => [e.line, e.code, e.param])).toEqual([
       [2, 'invalid_json', null],
       [3, 'missing_required_parameter', 'custom_id'],
@@ -185,7 +187,8 @@ describe('/v1/batches with /v1/audio/speech', () => {
   });
 
   it('a file with more than 1000 bad lines lists the first 1000 and a summary entry', async () => {
-    const batch = await submit(a, [...Array.from({ length: 1005 }, () => '{bad'), line('fine', { input: 'ok' })]);
+    const created = await submit(a, [...Array.from({ length: 1005 }, () => '{bad'), line('fine', { input: 'ok' })]);
+    const batch = await until(a, created.id, (x) => x.status !== 'validating');
     expect(batch.status).toBe('failed');
     const errors = batch.errors!.data!;
     expect(errors.length).toBe(1001);
@@ -198,6 +201,10 @@ describe('/v1/batches with /v1/audio/speech', () => {
     const file = await a.files.create({ file: await toFile(Buffer.from(line('x', { input: 'x' }) + '\n'), 'in.jsonl'), purpose: 'batch' });
     await expect(a.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' }))
       .rejects.toMatchObject({ status: 400, param: 'endpoint' });
+    for (const window of ['1d', '0s', '169h', '24 h', '']) {
+      await expect(a.batches.create({ input_file_id: file.id, endpoint: ENDPOINT, completion_window: window as '24h' }))
+        .rejects.toMatchObject({ status: 400, param: 'completion_window', type: 'invalid_request_error' });
+    }
     await expect(a.batches.create({ input_file_id: 'file-nope', endpoint: ENDPOINT, completion_window: '24h' }))
       .rejects.toMatchObject({ status: 404 });
     await expect(b.batches.create({ input_file_id: file.id, endpoint: ENDPOINT, completion_window: '24h' }))

@@ -51,10 +51,10 @@ export class ApiMetrics {
     labelNames: ['code'],
     registers: [this.registry],
   });
-  /** Batch items cancelled while still queued (the workers count the rest; see the worker's metrics). */
+  /** Batch items cancelled or expired while still queued (the workers count the rest; see the worker's metrics). */
   readonly batchItems = new Counter({
     name: 'chorus_batch_items_total',
-    help: 'Batch items by outcome: completed, failed, cancelled',
+    help: 'Batch items by outcome: completed, failed, cancelled, expired',
     labelNames: ['outcome'],
     registers: [this.registry],
   });

@@ -80,13 +80,13 @@ export class WorkerMetrics {
   /** Counted where an item's outcome is recorded (once per item, fleet-wide: the Redis guard says which). */
   readonly batchItems = new Counter({
     name: 'chorus_batch_items_total',
-    help: 'Batch items by outcome: completed, failed, cancelled',
+    help: 'Batch items by outcome: completed, failed, cancelled, expired',
     labelNames: ['outcome'],
     registers: [this.registry],
   });
   readonly batchDuration = new Histogram({
     name: 'chorus_batch_duration_seconds',
-    help: 'Time from a batch\'s creation to its end (completed or cancelled), observed by the worker that finalized it',
+    help: 'Time from a batch\'s creation to its end (completed, cancelled or expired), observed by the worker that finalized it',
     labelNames: ['status'],
     buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600],
     registers: [this.registry],

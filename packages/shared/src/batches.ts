@@ -19,6 +19,29 @@ export const BATCH_DONE: ReadonlySet<BatchStatus> = new Set(['failed', 'complete
 export const BATCH_CONTROL_QUEUE = 'batch-control';
 export const FINALIZE_JOB = 'finalize';
 
+/**
+ * The lifecycle queue the API replicas process: `validate` reads the input file and queues the items (a batch is
+ * `validating` until then), `expire` ends a batch at the end of its completion window. Both need the API's voice
+ * routing and engine queues; as BullMQ jobs they survive the death of the API that was running them.
+ */
+export const BATCH_LIFECYCLE_QUEUE = 'batch-lifecycle';
+export const VALIDATE_JOB = 'validate';
+export const EXPIRE_JOB = 'expire';
+
+/** OpenAI's message for a request its batch's completion window ended before. */
+export const BATCH_EXPIRED_MESSAGE = 'This request could not be executed before the completion window expired.';
+
+/**
+ * `completion_window` in seconds: OpenAI's `24h`, and (a Chorus extension) any whole number of seconds, minutes or
+ * hours from 1 s to 7 days (`90s`, `30m`, `2h`). Undefined for anything else.
+ */
+export function completionWindowSeconds(window: string): number | undefined {
+  const m = /^([1-9][0-9]{0,6})([smh])$/.exec(window);
+  if (!m) return undefined;
+  const s = Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as 's' | 'm' | 'h'];
+  return s <= 7 * 86_400 ? s : undefined;
+}
+
 /** One item's result, as the finalizer turns it into an output or error line. */
 export type ItemOutcome =
   | {
@@ -27,10 +50,12 @@ export type ItemOutcome =
       line: number;
     }
   | { status: 'failed'; request_id: string; line: number; code: string; message: string; param: string | null }
-  | { status: 'cancelled'; request_id: string; line: number };
+  | { status: 'cancelled'; request_id: string; line: number }
+  /** Still waiting when the completion window ended: an error line `batch_expired`, counted as failed (as OpenAI). */
+  | { status: 'expired'; request_id: string; line: number };
 
 /** Counter field of the batch hash each outcome status increments. */
-const COUNTER = { completed: 'completed', failed: 'failed', cancelled: 'cancelled' } as const;
+const COUNTER = { completed: 'completed', failed: 'failed', cancelled: 'cancelled', expired: 'failed' } as const;
 
 /*
  * Records an outcome once: HSETNX on the outcome hash guards the counter, so a retried or duplicated completion is

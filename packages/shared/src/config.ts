@@ -75,6 +75,10 @@ const ApiEnv = CommonEnv.extend({
   MAX_BATCH_FILE_BYTES: IntEnv(1, 2 ** 40).default(200 * 1024 * 1024),
   /** How long an uploaded file is kept (default 30 days). */
   FILE_RETENTION_S: IntEnv(1, 10 * 365 * 86_400).default(30 * 86_400),
+  /** Batches one key may have open (validating, in progress, finalizing, cancelling) at once. */
+  MAX_OPEN_BATCHES: IntEnv(1, 1_000_000).default(100),
+  /** Requests one batch may hold (OpenAI's limit: 50,000). */
+  MAX_BATCH_ITEMS: IntEnv(1, 10_000_000).default(50_000),
   BODY_LIMIT_BYTES: IntEnv(1024, 1 << 30).default(1 << 20),
   /**
    * Behind a reverse proxy: which hops may set X-Forwarded-For (per-IP rate limits and logs see the client behind
@@ -242,6 +246,8 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
     storage: storageConfig(e),
     maxBatchFileBytes: e.MAX_BATCH_FILE_BYTES,
     fileRetentionS: e.FILE_RETENTION_S,
+    maxOpenBatches: e.MAX_OPEN_BATCHES,
+    maxBatchItems: e.MAX_BATCH_ITEMS,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     trustProxy: e.TRUST_PROXY ?? false,
     metricsAuth: e.METRICS_AUTH,

@@ -32,6 +32,7 @@ export const ERRORS = {
   TTS_ERR_HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error', code: 'headers_too_large' },
   TTS_ERR_RATE_LIMITED: { status: 429, type: 'rate_limit_error', code: 'rate_limit_exceeded' },
   TTS_ERR_QUEUE_FULL: { status: 429, type: 'rate_limit_error', code: 'queue_full' },
+  TTS_ERR_TOO_MANY_BATCHES: { status: 429, type: 'rate_limit_error', code: 'too_many_open_batches' },
   TTS_ERR_INTERNAL: { status: 500, type: 'server_error', code: 'internal_error' },
   TTS_ERR_ENGINE_FAILED: { status: 500, type: 'server_error', code: 'engine_error' },
   TTS_ERR_MODEL_UNAVAILABLE: { status: 503, type: 'server_error', code: 'model_unavailable' },

@@ -17,6 +17,8 @@
  *   {prefix}:batch:{<batchId>}        hash    a batch: static fields, status, counters, timestamps; TTL FILE_RETENTION_S
  *   {prefix}:batch:{<batchId>}:outcomes hash  custom_id -> JSON outcome of each finished item (set once)
  *   {prefix}:batches:owner:<owner>     zset    one client's batch ids (`-` while keys are off)
+ *   {prefix}:batches:open:<owner>      set     the client's batches that may still be open (MAX_OPEN_BATCHES);
+ *                                      pruned of ended ones whenever it is counted
  *   BullMQ queues use the prefix `{<prefix>}` (hash-tagged so a queue's keys share a Cluster slot).
  *
  * `<relay>` is the id of the API process relaying the job. Its audio streams and its wake stream share that hash
@@ -94,6 +96,10 @@ export class RedisKeys {
 
   ownerBatches(owner: string | undefined): string {
     return `${this.prefix}:batches:owner:${owner ?? '-'}`;
+  }
+
+  ownerOpenBatches(owner: string | undefined): string {
+    return `${this.prefix}:batches:open:${owner ?? '-'}`;
   }
 
   /** BullMQ's own `prefix` option. */

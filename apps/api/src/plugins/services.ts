@@ -77,14 +77,18 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     app.decorate('files', files);
     const batches = new BatchService({
       redis, keys, storage: files.storage, speech, retentionS: config.fileRetentionS, maxInputChars: config.maxInputChars,
-      onCancelled: () => metrics.batchItems.inc({ outcome: 'cancelled' }),
+      maxOpenBatches: config.maxOpenBatches, maxItems: config.maxBatchItems,
+      onItemEnded: (outcome) => metrics.batchItems.inc({ outcome }),
     });
+    // BullMQ's worker connection for the lifecycle jobs (validation, expiry) this replica takes its share of.
+    const lifecycleConnection = createRedisClient(config.redis, 'blocking', app.log as never);
     app.decorate('batches', batches);
 
     app.addHook('onReady', async () => {
       hub.start();
       await queueDepth.start();
       files.startSweeping();
+      batches.startLifecycle(lifecycleConnection, app.log as never);
     });
     app.addHook('onClose', async () => {
       await queueDepth.stop();
@@ -93,9 +97,10 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
       await files.storage.close();
       await hub.close();
       await speech.close();
-      await Promise.allSettled([redis.quit(), blocking.quit()]);
+      await Promise.allSettled([redis.quit(), blocking.quit(), lifecycleConnection.quit()]);
       redis.disconnect();
       blocking.disconnect();
+      lifecycleConnection.disconnect();
     });
   },
   { name: 'services' },

@@ -1,11 +1,12 @@
 import { createInterface } from 'node:readline';
 import type { Redis } from 'ioredis';
-import { Queue, type JobsOptions } from 'bullmq';
+import type { Logger } from 'pino';
+import { Queue, Worker, type Job, type JobsOptions } from 'bullmq';
 import {
-  BATCH_CONTROL_QUEUE, BATCH_ID_PATTERN, batchItemJobId, ChorusError, enqueueFinalize, JOB_CATALOG, JOB_NAMES,
-  newBatchId, newFileId, newRequestId, parseOrThrow, PRIORITY, recordOutcome, remainingOutcomes, speechRequestSchema,
-  speechSynthesisOptions, StorageKeys, transitionBatch, TtsJob, type BatchItemSink, type BatchStatus, type ItemOutcome,
-  type ObjectStorage, type RedisKeys,
+  BATCH_CONTROL_QUEUE, BATCH_DONE, BATCH_ID_PATTERN, BATCH_LIFECYCLE_QUEUE, batchItemJobId, ChorusError, enqueueFinalize,
+  EXPIRE_JOB, JOB_CATALOG, JOB_NAMES, newBatchId, newFileId, newRequestId, parseOrThrow, PRIORITY, recordOutcome,
+  remainingOutcomes, speechRequestSchema, speechSynthesisOptions, StorageKeys, transitionBatch, TtsJob, VALIDATE_JOB,
+  type BatchItemSink, type BatchStatus, type ItemOutcome, type ObjectStorage, type RedisKeys,
 } from '@chorus/shared';
 import type { SpeechService } from './speech-service.ts';
 
@@ -57,10 +58,27 @@ interface Item {
   line: number;
 }
 
+interface ScanResult {
+  errors: LineError[];
+  items: number;
+  engines: Set<string>;
+}
+
+/** Lifecycle jobs: retried through Redis blips; the last failure of a `validate` fails its batch (see #onFailed). */
+const LIFECYCLE_JOB_OPTIONS: JobsOptions = {
+  attempts: 8, backoff: { type: 'exponential', delay: 1000 }, removeOnComplete: true, removeOnFail: { age: 7 * 86_400 },
+};
+
+const nowS = () => Math.floor(Date.now() / 1000);
+
 /**
- * Batches (SPEC §2 Batch): validates the input file line by line (streamed from storage), records the batch in
- * Redis and enqueues one job per item on its engine's batch lane. Items then live on their own: workers write the
- * audio to storage, record outcomes and finalize (apps/worker/src/batch). Nothing here waits for them.
+ * Batches (SPEC §2 Batch). POST /v1/batches records the batch as `validating` and queues a `validate` job on the
+ * lifecycle queue, which the API replicas process: it reads the input file line by line (streamed from storage),
+ * then queues one job per item on its engine's batch lane. An API that dies mid-way loses nothing: BullMQ hands the
+ * stalled job to another replica (or to this one restarted), and every step is idempotent (item job ids are
+ * derived from the batch id and line, outcomes are recorded once). Items then live on their own: workers write the
+ * audio to storage, record outcomes and finalize (apps/worker/src/batch). A delayed `expire` job ends a batch still
+ * open when its completion window closes.
  */
 export class BatchService {
   readonly #redis: Redis;
@@ -69,23 +87,63 @@ export class BatchService {
   readonly #speech: SpeechService;
   readonly #retentionS: number;
   readonly #maxInputChars: number;
+  readonly #maxOpenBatches: number;
+  readonly #maxItems: number;
   readonly control: Queue;
-  readonly #onCancelled: () => void;
+  readonly lifecycle: Queue;
+  #lifecycleWorker: Worker | undefined;
+  readonly #onItemEnded: (outcome: 'cancelled' | 'expired') => void;
 
   constructor(opts: {
     redis: Redis; keys: RedisKeys; storage: ObjectStorage; speech: SpeechService; retentionS: number; maxInputChars: number;
-    /** An item removed from its queue by a cancel (metrics). */
-    onCancelled?: () => void;
+    maxOpenBatches?: number; maxItems?: number;
+    /** An item removed from its queue by a cancel or by expiry (metrics). */
+    onItemEnded?: (outcome: 'cancelled' | 'expired') => void;
   }) {
-    this.#onCancelled = opts.onCancelled ?? (() => {});
+    this.#onItemEnded = opts.onItemEnded ?? (() => {});
     this.#redis = opts.redis;
     this.#keys = opts.keys;
     this.#storage = opts.storage;
     this.#speech = opts.speech;
     this.#retentionS = opts.retentionS;
     this.#maxInputChars = opts.maxInputChars;
+    this.#maxOpenBatches = opts.maxOpenBatches ?? 100;
+    this.#maxItems = opts.maxItems ?? 50_000;
     this.control = new Queue(BATCH_CONTROL_QUEUE, { connection: opts.redis, prefix: opts.keys.bullPrefix() });
     this.control.on('error', () => {}); // surfaces on the request that hits it
+    this.lifecycle = new Queue(BATCH_LIFECYCLE_QUEUE, { connection: opts.redis, prefix: opts.keys.bullPrefix() });
+    this.lifecycle.on('error', () => {});
+  }
+
+  /**
+   * Starts processing lifecycle jobs. `connection` must allow blocking commands (maxRetriesPerRequest null): it is
+   * BullMQ's worker connection.
+   */
+  startLifecycle(connection: Redis, log: Logger): void {
+    this.#lifecycleWorker = new Worker(
+      BATCH_LIFECYCLE_QUEUE,
+      async (job: Job<{ batchId: string }>) => {
+        if (job.name === VALIDATE_JOB) await this.validate(job.data.batchId);
+        else if (job.name === EXPIRE_JOB) await this.expire(job.data.batchId);
+        else throw new Error(`unknown lifecycle job ${job.name}`);
+      },
+      {
+        connection, prefix: this.#keys.bullPrefix(), concurrency: 2,
+        // An API SIGKILLed mid-validation: another replica (or this one restarted) takes the job over within ~30 s.
+        lockDuration: 20_000, stalledInterval: 10_000, maxStalledCount: 5,
+      },
+    );
+    this.#lifecycleWorker.on('error', (err) => log.warn({ err: err.message }, 'batch lifecycle worker error'));
+    this.#lifecycleWorker.on('failed', (job, err) => {
+      if (!job) return;
+      log.warn({ batchId: job.data.batchId, job: job.name, attempt: job.attemptsMade, err: err.message }, 'batch lifecycle job failed');
+      if (job.name === VALIDATE_JOB && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+        transitionBatch(this.#redis, this.#keys, job.data.batchId, ['validating'], {
+          status: 'failed', failed_at: nowS(),
+          errors: JSON.stringify([{ code: 'validation_failed', message: 'The input file could not be read; try again.', param: null, line: 0 }]),
+        }).catch(() => {});
+      }
+    });
   }
 
   /**
@@ -93,7 +151,7 @@ export class BatchService {
    * (the first MAX_REPORTED_ERRORS, then one summary entry). A 5xx while routing (Redis down) is thrown: it says
    * nothing about the file.
    */
-  async #scan(fileId: string, owner: string | undefined, onItem: (item: Item) => Promise<void> | void) {
+  async #scan(fileId: string, owner: string | undefined, onItem: (item: Item) => Promise<void> | void): Promise<ScanResult> {
     const object = await this.#storage.get(StorageKeys.file(fileId));
     if (!object) throw new ChorusError('TTS_ERR_NOT_FOUND', `No such File object: ${fileId}`, { param: 'input_file_id' });
     const schema = speechRequestSchema(this.#maxInputChars);
@@ -141,6 +199,11 @@ export class BatchService {
           bad('invalid_value', `url must be '${BATCH_ENDPOINT}', the batch's endpoint.`, 'url');
           continue;
         }
+        if (items === this.#maxItems) {
+          // Counting on would only report the same thing again; the file is refused as a whole.
+          bad('too_many_requests', `A batch holds at most ${this.#maxItems} requests (MAX_BATCH_ITEMS); split the file.`);
+          break;
+        }
         let item: Item;
         try {
           // The same schema and routing as POST /v1/audio/speech.
@@ -176,51 +239,130 @@ export class BatchService {
   }
 
   /**
-   * Two passes over the input file, so no batch is held in memory: the first validates every line (and counts
-   * the items), the second, only for a valid file, enqueues the items 500 at a time.
+   * Records a batch as `validating` and queues its validation and its expiry; answers at once (a large file is
+   * validated in the background, as OpenAI's). Refused when the key has MAX_OPEN_BATCHES open already.
    */
   async create(opts: {
-    inputFileId: string; completionWindow: string; metadata: Record<string, string> | null; owner: string | undefined;
+    inputFileId: string; completionWindow: string; windowS: number; metadata: Record<string, string> | null;
+    owner: string | undefined;
   }): Promise<BatchObject> {
-    const { items, errors, engines } = await this.#scan(opts.inputFileId, opts.owner, () => {});
+    const open = await this.#openBatches(opts.owner);
+    if (open >= this.#maxOpenBatches) {
+      throw new ChorusError(
+        'TTS_ERR_TOO_MANY_BATCHES',
+        `This key has ${open} open batches, the most allowed (MAX_OPEN_BATCHES); wait for one to end or cancel one.`,
+        { retryAfterS: 60 },
+      );
+    }
     const id = newBatchId();
-    const now = Math.floor(Date.now() / 1000);
+    const now = nowS();
     const key = this.#keys.batch(id);
     const record: Record<string, string | number> = {
-      id, owner: opts.owner ?? '', endpoint: BATCH_ENDPOINT, input_file_id: opts.inputFileId,
-      completion_window: opts.completionWindow, created_at: now, expires_at: now + 24 * 3600,
+      id, owner: opts.owner ?? '', endpoint: BATCH_ENDPOINT, input_file_id: opts.inputFileId, status: 'validating',
+      completion_window: opts.completionWindow, created_at: now, expires_at: now + opts.windowS,
       metadata: opts.metadata ? JSON.stringify(opts.metadata) : '', retention_s: this.#retentionS,
-      total: errors.length > 0 ? 0 : items, completed: 0, failed: 0, cancelled: 0, engines: JSON.stringify([...engines]),
+      total: 0, completed: 0, failed: 0, cancelled: 0, engines: '[]',
     };
-    if (errors.length > 0) Object.assign(record, { status: 'failed', failed_at: now, errors: JSON.stringify(errors) });
-    else Object.assign(record, { status: 'in_progress', in_progress_at: now });
     const index = this.#keys.ownerBatches(opts.owner);
-    // The whole record before any item is queued: a fast worker finds `total` in place.
-    await this.#redis.multi().hset(key, record).expire(key, this.#retentionS).zadd(index, 0, id).expire(index, this.#retentionS).exec();
-    if (errors.length === 0) {
-      try {
-        const enqueued = await this.#enqueue(id, opts.inputFileId, opts.owner);
-        if (enqueued !== items) throw new Error(`the input file changed between passes (${items} items, then ${enqueued})`);
-      } catch (err) {
-        await transitionBatch(this.#redis, this.#keys, id, ['in_progress'], {
-          status: 'failed', failed_at: Math.floor(Date.now() / 1000),
-          errors: JSON.stringify([{ code: 'enqueue_failed', message: 'The batch could not be queued.', param: null, line: 0 }]),
-        }).catch(() => {});
-        throw err;
-      }
+    const openSet = this.#keys.ownerOpenBatches(opts.owner);
+    await this.#redis.multi()
+      .hset(key, record).expire(key, this.#retentionS)
+      .zadd(index, 0, id).expire(index, this.#retentionS)
+      .sadd(openSet, id).expire(openSet, this.#retentionS)
+      .exec();
+    try {
+      await this.lifecycle.add(VALIDATE_JOB, { batchId: id }, { ...LIFECYCLE_JOB_OPTIONS, jobId: `validate-${id}` });
+      await this.lifecycle.add(EXPIRE_JOB, { batchId: id }, {
+        ...LIFECYCLE_JOB_OPTIONS, jobId: `expire-${id}`, delay: opts.windowS * 1000,
+      });
+    } catch (err) {
+      await transitionBatch(this.#redis, this.#keys, id, ['validating'], {
+        status: 'failed', failed_at: nowS(),
+        errors: JSON.stringify([{ code: 'enqueue_failed', message: 'The batch could not be queued.', param: null, line: 0 }]),
+      }).catch(() => {});
+      throw err;
     }
     return batchObject(await this.#redis.hgetall(key));
   }
 
-  /** The second pass: every item as a job on its engine's batch lane; returns how many. */
+  /**
+   * The owner's batches that have not ended. Pruned only when the count reaches the limit, so the set stays about
+   * MAX_OPEN_BATCHES long and creating a batch costs one SCARD. Two creates racing at the limit may both pass.
+   */
+  async #openBatches(owner: string | undefined): Promise<number> {
+    const openSet = this.#keys.ownerOpenBatches(owner);
+    if ((await this.#redis.scard(openSet)) < this.#maxOpenBatches) return 0;
+    const ids = await this.#redis.smembers(openSet);
+    const pipe = this.#redis.pipeline();
+    for (const id of ids) pipe.hget(this.#keys.batch(id), 'status');
+    const rows = (await pipe.exec()) ?? [];
+    const ended = ids.filter((_, i) => {
+      const status = rows[i]?.[1] as BatchStatus | null | undefined;
+      return !status || BATCH_DONE.has(status);
+    });
+    if (ended.length > 0) await this.#redis.srem(openSet, ...ended);
+    return ids.length - ended.length;
+  }
+
+  /**
+   * The `validate` job: first pass over the file (every line checked, items counted); a bad file fails the batch
+   * with every bad line, a good one goes `in_progress` with its total; then the second pass queues the items. Run
+   * again after a crash, it picks up where the batch is: validation redone if still `validating`, the items queued
+   * again (BullMQ ignores a job id it holds; items with an outcome are skipped) until `enqueued` is set.
+   */
+  async validate(batchId: string): Promise<void> {
+    let h = await this.#redis.hgetall(this.#keys.batch(batchId));
+    if (!h.id) return; // gone (retention)
+    const owner = h.owner || undefined;
+    if (h.status === 'validating') {
+      let scanned: ScanResult;
+      try {
+        scanned = await this.#scan(h.input_file_id!, owner, () => {});
+      } catch (err) {
+        if (!(err instanceof ChorusError) || err.status !== 404) throw err;
+        scanned = {
+          items: 0, engines: new Set(),
+          errors: [{ code: 'not_found', message: `The input file ${h.input_file_id} was deleted before it was read.`, param: 'input_file_id', line: 0 }],
+        };
+      }
+      if (scanned.errors.length > 0) {
+        await transitionBatch(this.#redis, this.#keys, batchId, ['validating'], {
+          status: 'failed', failed_at: nowS(), errors: JSON.stringify(scanned.errors),
+        });
+      } else {
+        await transitionBatch(this.#redis, this.#keys, batchId, ['validating'], {
+          status: 'in_progress', in_progress_at: nowS(), total: scanned.items, engines: JSON.stringify([...scanned.engines]),
+        });
+      }
+      h = await this.#redis.hgetall(this.#keys.batch(batchId));
+    }
+    // Cancelled while validating: nothing was queued, so nothing is left to wait for.
+    if (h.status === 'cancelling' && !h.in_progress_at) {
+      await transitionBatch(this.#redis, this.#keys, batchId, ['cancelling'], { status: 'cancelled', cancelled_at: nowS() });
+      return;
+    }
+    if (!h.in_progress_at || h.enqueued || BATCH_DONE.has(h.status as BatchStatus)) return;
+    const enqueued = await this.#enqueue(batchId, h.input_file_id!, owner);
+    if (enqueued !== Number(h.total)) throw new Error(`the input file changed between passes (${h.total} items, then ${enqueued})`);
+    await transitionBatch(this.#redis, this.#keys, batchId, ['in_progress', 'cancelling', 'finalizing'], { enqueued: 1 });
+    // A cancel or the expiry that came while items were being queued missed the ones queued after it: sweep again.
+    h = await this.#redis.hgetall(this.#keys.batch(batchId));
+    if (h.status === 'cancelling') await this.#sweep(h, 'cancelled');
+    else if (h.status === 'in_progress' && h.expiring_at) await this.#sweep(h, 'expired');
+    if ((await remainingOutcomes(this.#redis, this.#keys, batchId)) === 0) await enqueueFinalize(this.control, batchId);
+  }
+
+  /** The second pass: every item as a job on its engine's batch lane (those with an outcome skipped); returns how many. */
   async #enqueue(batchId: string, fileId: string, owner: string | undefined): Promise<number> {
     const opts: JobsOptions = { ...JOB_CATALOG[JOB_NAMES.synthesize].options, priority: PRIORITY.batch };
     let pending: { engine: string; name: string; data: TtsJob; opts: JobsOptions }[] = [];
     let index = 0;
     const flush = async () => {
-      const byEngine = new Map<string, typeof pending>();
-      for (const j of pending) byEngine.set(j.engine, [...(byEngine.get(j.engine) ?? []), j]);
+      const batch = pending;
       pending = [];
+      const done = await this.#redis.hmget(this.#keys.batchOutcomes(batchId), ...batch.map((j) => j.data.sink!.customId));
+      const byEngine = new Map<string, typeof batch>();
+      batch.forEach((j, i) => done[i] === null && byEngine.set(j.engine, [...(byEngine.get(j.engine) ?? []), j]));
       for (const [engine, jobs] of byEngine) await this.#speech.queue(engine, 'batch').addBulk(jobs);
     };
     const { errors } = await this.#scan(fileId, owner, async (item) => {
@@ -234,9 +376,47 @@ export class BatchService {
       });
       if (pending.length >= 500) await flush();
     });
-    await flush();
+    if (pending.length > 0) await flush();
     if (errors.length > 0) throw new Error(`the input file changed between passes (${errors.length} errors)`);
     return index;
+  }
+
+  /**
+   * The `expire` job, at the end of the completion window: a batch still validating expires as it is; one in
+   * progress has its waiting items removed (each an `expired` outcome: a `batch_expired` error line) while running
+   * ones finish, and its finalizer ends it `expired` with the results it has.
+   */
+  async expire(batchId: string): Promise<void> {
+    if (await transitionBatch(this.#redis, this.#keys, batchId, ['validating'], { status: 'expired', expired_at: nowS() })) return;
+    if (!(await transitionBatch(this.#redis, this.#keys, batchId, ['in_progress'], { expiring_at: nowS() }))) return;
+    const h = await this.#redis.hgetall(this.#keys.batch(batchId));
+    await this.#sweep(h, 'expired');
+    if ((await remainingOutcomes(this.#redis, this.#keys, batchId)) === 0) await enqueueFinalize(this.control, batchId);
+  }
+
+  /** Removes the batch's items still waiting in their queues, recording each as `outcome`; running ones are left. */
+  async #sweep(h: Record<string, string>, outcome: 'cancelled' | 'expired'): Promise<void> {
+    const id = h.id!;
+    const total = Number(h.total);
+    const engines = JSON.parse(h.engines || '[]') as string[];
+    for (let at = 0; at < total; at += 50) {
+      const jobIds = Array.from({ length: Math.min(50, total - at) }, (_, i) => batchItemJobId(id, at + i));
+      await Promise.all(jobIds.map(async (jobId) => {
+        for (const engine of engines) {
+          const job = await this.#speech.queue(engine, 'batch').getJob(jobId);
+          if (!job) continue;
+          const data = TtsJob.safeParse(job.data);
+          if (!data.success || !data.data.sink) continue;
+          try {
+            await job.remove(); // throws while a worker holds it
+          } catch {
+            continue;
+          }
+          const o: ItemOutcome = { status: outcome, request_id: data.data.requestId, line: data.data.sink.line };
+          if ((await recordOutcome(this.#redis, this.#keys, id, data.data.sink.customId, o)).recorded) this.#onItemEnded(outcome);
+        }
+      }));
+    }
   }
 
   /** The batch, or undefined (unknown id, expired). */
@@ -274,37 +454,23 @@ export class BatchService {
   }
 
   /**
-   * Cancels a batch: `cancelling` at once; waiting items are removed (each recorded as cancelled), active ones are
-   * flagged and aborted by their worker (which records them). The last outcome enqueues the finalizer, which sets
+   * Cancels a batch: `cancelling` at once. One still validating ends `cancelled` when its validation sees the flag
+   * (nothing was queued). Otherwise waiting items are removed (each recorded as cancelled), active ones are
+   * flagged and aborted by their worker (which records them); the last outcome enqueues the finalizer, which sets
    * `cancelled` and writes the output file for what completed.
    */
-  async cancel(h: Record<string, string>): Promise<void> {
-    const id = h.id!;
-    const now = Math.floor(Date.now() / 1000);
-    if (!(await transitionBatch(this.#redis, this.#keys, id, ['validating', 'in_progress'], { status: 'cancelling', cancelling_at: now }))) return;
+  async cancel(id: string): Promise<void> {
+    if (!(await transitionBatch(this.#redis, this.#keys, id, ['validating', 'in_progress'], { status: 'cancelling', cancelling_at: nowS() }))) return;
+    const h = await this.#redis.hgetall(this.#keys.batch(id));
+    if (!h.in_progress_at) return;
     const total = Number(h.total);
-    const engines = JSON.parse(h.engines || '[]') as string[];
-    const jobIds = Array.from({ length: total }, (_, i) => batchItemJobId(id, i));
     const flags = this.#redis.multi();
-    for (const jobId of jobIds) flags.set(this.#keys.cancelFlag(jobId), '1', 'EX', 3600).publish(this.#keys.cancelChannel(), jobId);
-    await flags.exec();
-    for (let at = 0; at < jobIds.length; at += 50) {
-      await Promise.all(jobIds.slice(at, at + 50).map(async (jobId) => {
-        for (const engine of engines) {
-          const job = await this.#speech.queue(engine, 'batch').getJob(jobId);
-          if (!job) continue;
-          const data = TtsJob.safeParse(job.data);
-          if (!data.success || !data.data.sink) continue;
-          try {
-            await job.remove(); // throws while a worker holds it: that worker aborts it on the cancel message
-          } catch {
-            continue;
-          }
-          const outcome: ItemOutcome = { status: 'cancelled', request_id: data.data.requestId, line: data.data.sink.line };
-          if ((await recordOutcome(this.#redis, this.#keys, id, data.data.sink.customId, outcome)).recorded) this.#onCancelled();
-        }
-      }));
+    for (let i = 0; i < total; i++) {
+      const jobId = batchItemJobId(id, i);
+      flags.set(this.#keys.cancelFlag(jobId), '1', 'EX', 3600).publish(this.#keys.cancelChannel(), jobId);
     }
+    await flags.exec();
+    await this.#sweep(h, 'cancelled');
     if ((await remainingOutcomes(this.#redis, this.#keys, id)) === 0) await enqueueFinalize(this.control, id);
   }
 
@@ -335,7 +501,19 @@ export class BatchService {
     return alive.sort((a, b) => a.line - b.line);
   }
 
-  async close(): Promise<void> {
+  /** Stops taking lifecycle jobs; one running past `graceMs` is left to BullMQ's stall recovery (another replica). */
+  async close(graceMs = 5000): Promise<void> {
+    const worker = this.#lifecycleWorker;
+    if (worker) {
+      let timer: NodeJS.Timeout | undefined;
+      const gave = await Promise.race([
+        worker.close().then(() => false),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs))),
+      ]);
+      clearTimeout(timer);
+      if (gave) await worker.close(true);
+    }
+    await this.lifecycle.close();
     await this.control.close();
   }
 }

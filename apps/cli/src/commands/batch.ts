@@ -65,6 +65,7 @@ export function batchCommand(): Command {
         .option('--wait', 'follow the batch with a progress display until it ends, then summarise')
         .option('-o, --output <dir>', 'when it ends, download the results into DIR (implies --wait)')
         .option('--metadata <key=value>', 'batch metadata (repeatable)', metadataArg)
+        .option('--completion-window <duration>', "how long the batch may run before it expires ('24h', or e.g. '30m')", '24h')
         .option('--poll <seconds>', 'seconds between status checks while waiting', seconds, 1)
         .addOption(progressOption()),
     ).action(submit),
@@ -113,7 +114,10 @@ function validationLines(b: Batch): string[] {
   return (b.errors?.data ?? []).map((e) => `${e.line ? `line ${e.line}` : 'file'}: ${e.code ?? 'error'}: ${e.message ?? ''}`);
 }
 
-async function submit(file: string, opts: CommonOpts & { wait?: boolean; output?: string; metadata?: Record<string, string>; poll: number }) {
+async function submit(
+  file: string,
+  opts: CommonOpts & { wait?: boolean; output?: string; metadata?: Record<string, string>; poll: number; completionWindow: string },
+) {
   const info = await stat(file).catch((e: NodeJS.ErrnoException) => {
     throw new CliError(`cannot read ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`);
   });
@@ -123,9 +127,17 @@ async function submit(file: string, opts: CommonOpts & { wait?: boolean; output?
   const uploaded = await api(baseUrl, client.files.create({ file: createReadStream(file) as ReadStream, purpose: 'batch' }));
   let b = await api(
     baseUrl,
-    client.batches.create({ input_file_id: uploaded.id, endpoint: ENDPOINT, completion_window: '24h', ...(opts.metadata ? { metadata: opts.metadata } : {}) }),
+    client.batches.create({
+      input_file_id: uploaded.id, endpoint: ENDPOINT, completion_window: opts.completionWindow as '24h',
+      ...(opts.metadata ? { metadata: opts.metadata } : {}),
+    }),
   );
   process.stdout.write(`${b.id}\n`);
+  // Validation runs in the background; its verdict is worth waiting for even without --wait (bad lines, exit 4).
+  while (b.status === 'validating') {
+    await new Promise((r) => setTimeout(r, Math.min(opts.poll, 0.5) * 1000));
+    b = await api(baseUrl, client.batches.retrieve(b.id));
+  }
   if (opts.wait || opts.output) b = await follow(client, baseUrl, b, opts);
   else if (!TERMINAL.has(b.status)) return;
   await conclude(client, baseUrl, b, opts);
@@ -168,7 +180,9 @@ async function conclude(client: OpenAI, baseUrl: string, b: Batch, opts: CommonO
 
 interface ErrorLine {
   custom_id?: string;
-  response?: { status_code?: number; body?: { error?: { code?: string | null; message?: string } } };
+  response?: { status_code?: number; body?: { error?: { code?: string | null; message?: string } } } | null;
+  /** Set instead of a response for an item that never ran (`batch_expired`). */
+  error?: { code?: string | null; message?: string } | null;
 }
 
 async function printItemErrors(client: OpenAI, baseUrl: string, fileId: string) {
@@ -181,7 +195,7 @@ async function printItemErrors(client: OpenAI, baseUrl: string, fileId: string) 
     } catch {
       continue;
     }
-    const e = l.response?.body?.error;
+    const e = l.response?.body?.error ?? l.error;
     process.stderr.write(`${l.custom_id}: ${e?.code ?? l.response?.status_code ?? 'error'}: ${e?.message ?? ''}\n`);
   }
   if (lines.length > MAX_ERROR_LINES) process.stderr.write(`… and ${lines.length - MAX_ERROR_LINES} more in the error file ${fileId}\n`);

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
-  BATCH_DONE, commitFileMeta, ERRORS, errorNameForCode, newFileId, StorageKeys, transitionBatch, type BatchStatus,
+  BATCH_DONE, BATCH_EXPIRED_MESSAGE, commitFileMeta, ERRORS, errorNameForCode, newFileId, StorageKeys, transitionBatch, type BatchStatus,
   type ItemOutcome,
 } from '@chorus/shared';
 import type { BatchDeps } from './storage-sink.ts';
@@ -44,16 +44,22 @@ function errorLine(customId: string, o: Extract<ItemOutcome, { status: 'failed' 
   }) + '\n';
 }
 
+/** An item its batch's completion window ended before: OpenAI's `batch_expired` line (no response). */
+function expiredLine(customId: string): string {
+  return JSON.stringify({ id: lineId(), custom_id: customId, response: null, error: { code: 'batch_expired', message: BATCH_EXPIRED_MESSAGE } }) + '\n';
+}
+
 /**
  * Writes the output and error files of a batch whose items all have an outcome, and completes it (or, when it
- * was being cancelled, cancels it with the partial results). Runs as the control queue's `finalize` job: a
+ * was being cancelled or its window closed, cancels or expires it with the partial results). Runs as the control queue's `finalize` job: a
  * crash mid-way is retried, and a rerun only leaves unreferenced bytes behind (swept with other orphans).
  */
 export async function finalizeBatch(deps: BatchDeps, batchId: string, log: Logger): Promise<void> {
   const key = deps.keys.batch(batchId);
   const b = await deps.redis.hgetall(key);
   const status = b.status as BatchStatus | undefined;
-  if (!status || BATCH_DONE.has(status)) return; // expired, or finalized already
+  // Gone (retention), finalized already, or still validating (no items yet, so none missing).
+  if (!status || BATCH_DONE.has(status) || status === 'validating') return;
   const now = () => Math.floor(Date.now() / 1000);
   if (status === 'in_progress') await transitionBatch(deps.redis, deps.keys, batchId, ['in_progress'], { status: 'finalizing', finalizing_at: now() });
 
@@ -78,14 +84,16 @@ export async function finalizeBatch(deps: BatchDeps, batchId: string, log: Logge
     for await (const [customId, o] of outcomes(deps, batchId)) if (o.status === 'completed') yield outputLine(customId, o);
   });
   const errorFileId = await writeFile('error', async function* () {
-    for await (const [customId, o] of outcomes(deps, batchId)) if (o.status === 'failed') yield errorLine(customId, o);
+    for await (const [customId, o] of outcomes(deps, batchId)) {
+      if (o.status === 'failed') yield errorLine(customId, o);
+      else if (o.status === 'expired') yield expiredLine(customId);
+    }
   });
 
-  const cancelled = status === 'cancelling';
-  const done = await transitionBatch(deps.redis, deps.keys, batchId, cancelled ? ['cancelling'] : ['finalizing', 'cancelling'], {
-    status: cancelled ? 'cancelled' : 'completed', [cancelled ? 'cancelled_at' : 'completed_at']: now(),
-    output_file_id: outputFileId ?? '', error_file_id: errorFileId ?? '',
+  const end = status === 'cancelling' ? 'cancelled' : b.expiring_at ? 'expired' : 'completed';
+  const done = await transitionBatch(deps.redis, deps.keys, batchId, end === 'cancelled' ? ['cancelling'] : ['finalizing', 'cancelling'], {
+    status: end, [`${end}_at`]: now(), output_file_id: outputFileId ?? '', error_file_id: errorFileId ?? '',
   });
-  if (done) deps.onBatch?.(cancelled ? 'cancelled' : 'completed', Math.max(0, now() - Number(b.created_at)));
-  log.info({ batchId, outputFileId, errorFileId, status: cancelled ? 'cancelled' : 'completed', done }, 'batch finalized');
+  if (done) deps.onBatch?.(end, Math.max(0, now() - Number(b.created_at)));
+  log.info({ batchId, outputFileId, errorFileId, status: end, done }, 'batch finalized');
 }

@@ -15,7 +15,7 @@ export interface BatchDeps {
   control: Queue;
   /** Metrics: an item's outcome recorded (once per item), a batch finalized. */
   onItem?(outcome: ItemOutcome['status']): void;
-  onBatch?(status: 'completed' | 'cancelled', seconds: number): void;
+  onBatch?(status: 'completed' | 'cancelled' | 'expired', seconds: number): void;
 }
 
 /** Records an item's outcome (once) and, when it was the batch's last, enqueues the finalizer. */

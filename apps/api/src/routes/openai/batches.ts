@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ZipFile } from 'yazl';
 import { z } from 'zod';
-import { BATCH_ID_PATTERN, ChorusError, FORMAT_INFO, parseOrThrow, StorageKeys } from '@chorus/shared';
+import { BATCH_ID_PATTERN, ChorusError, completionWindowSeconds, FORMAT_INFO, parseOrThrow, StorageKeys } from '@chorus/shared';
 import { BATCH_ENDPOINT, batchObject } from '../../services/batch-service.ts';
 
 const CreateBody = z.object({
@@ -43,8 +43,12 @@ export const batchRoutes: FastifyPluginAsync = async (app) => {
     if (body.endpoint !== BATCH_ENDPOINT) {
       throw new ChorusError('TTS_ERR_VALIDATION', `Chorus runs batches for '${BATCH_ENDPOINT}' only.`, { param: 'endpoint' });
     }
-    if (body.completion_window !== '24h') {
-      throw new ChorusError('TTS_ERR_VALIDATION', "completion_window must be '24h'.", { param: 'completion_window' });
+    const windowS = completionWindowSeconds(body.completion_window);
+    if (windowS === undefined) {
+      throw new ChorusError(
+        'TTS_ERR_VALIDATION', "completion_window must be '24h' (or a duration from '1s' to '168h', such as '30m').",
+        { param: 'completion_window' },
+      );
     }
     const owner = await app.identity.owner(request);
     const file = await app.files.get(body.input_file_id);
@@ -57,7 +61,7 @@ export const batchRoutes: FastifyPluginAsync = async (app) => {
       });
     }
     return app.batches.create({
-      inputFileId: file.id, completionWindow: body.completion_window, metadata: body.metadata ?? null, owner,
+      inputFileId: file.id, completionWindow: body.completion_window, windowS, metadata: body.metadata ?? null, owner,
     });
   });
 
@@ -78,7 +82,7 @@ export const batchRoutes: FastifyPluginAsync = async (app) => {
 
   app.post<{ Params: { id: string } }>('/v1/batches/:id/cancel', async (request) => {
     const h = await lookup(request.params.id, request);
-    await app.batches.cancel(h);
+    await app.batches.cancel(h.id!);
     return batchObject((await app.batches.get(h.id!)) ?? h);
   });
 
