@@ -119,7 +119,8 @@ describe('a 200-item batch through a worker SIGKILL, an API restart and a Redis 
     }));
     const input = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), 'in.jsonl'), purpose: 'batch' });
     const created = await client.batches.create({ input_file_id: input.id, endpoint: '/v1/audio/speech' as never, completion_window: '24h' });
-    expect(created.request_counts).toEqual({ total: ITEMS, completed: 0, failed: 0 });
+    // `validating` once validation runs in the background; the counts are checked at the end.
+    expect(['validating', 'in_progress']).toContain(created.status);
 
     /** Polls the batch until `done`; connection errors (API down) and 503s (Redis down) are waited out. */
     const until = async (what: string, done: (b: Batch) => boolean, timeoutMs: number): Promise<Batch> => {
