@@ -116,3 +116,26 @@ describe('deploy/nginx/nginx.conf', () => {
     expect(nginx).not.toContain('$proxy_add_x_forwarded_for');
   });
 });
+
+describe('Dockerfiles', () => {
+  /** The USER of each stage (`FROM … AS name`), the last one winning, as Docker applies it. */
+  function stageUsers(file: string): Map<string, string> {
+    const users = new Map<string, string>();
+    let stage = '';
+    for (const l of readFileSync(path.join(ROOT, file), 'utf8').split('\n')) {
+      const from = /^FROM\s+\S+(?:\s+AS\s+(\S+))?/i.exec(l);
+      if (from) stage = from[1] ?? file;
+      const user = /^USER\s+(\S+)/i.exec(l);
+      if (user) users.set(stage, user[1]!);
+    }
+    return users;
+  }
+
+  it('the api and every worker target run as uid 1000, so all of them can write the shared DATA_DIR volume', () => {
+    // `node` is uid 1000 in the official node images; the gpu target (a CUDA base image) names the uid itself.
+    const uid1000 = (u: string | undefined) => u === 'node' || /^1000(:1000)?$/.test(u ?? '');
+    expect(uid1000(stageUsers('apps/api/Dockerfile').get('apps/api/Dockerfile'))).toBe(true);
+    const worker = stageUsers('apps/worker/Dockerfile');
+    for (const target of ['cpu', 'gpu']) expect(uid1000(worker.get(target)), `worker ${target}: USER ${worker.get(target)}`).toBe(true);
+  });
+});
