@@ -81,7 +81,9 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
       onItemEnded: (outcome) => metrics.batchItems.inc({ outcome }),
     });
     // BullMQ's worker connection for the lifecycle jobs (validation, expiry) this replica takes its share of.
-    const lifecycleConnection = createRedisClient(config.redis, 'blocking', app.log as never);
+    // 'worker' role: pinged by the link monitor, so a connection a partition killed silently is replaced (BullMQ
+    // sends its lock renewals and job moves on it; a dead one would also hold close() in QUIT forever).
+    const lifecycleConnection = createRedisClient(config.redis, 'worker', app.log as never);
     app.decorate('batches', batches);
 
     app.addHook('onReady', async () => {
@@ -97,7 +99,13 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
       await files.storage.close();
       await hub.close();
       await speech.close();
-      await Promise.allSettled([redis.quit(), blocking.quit(), lifecycleConnection.quit()]);
+      // QUIT waits for Redis's answer; a link that died without a reset never gives one: bounded, then cut.
+      let quitTimer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([redis.quit(), blocking.quit(), lifecycleConnection.quit()]),
+        new Promise((r) => (quitTimer = setTimeout(r, 2000))),
+      ]);
+      clearTimeout(quitTimer);
       redis.disconnect();
       blocking.disconnect();
       lifecycleConnection.disconnect();
