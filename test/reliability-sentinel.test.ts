@@ -43,7 +43,7 @@ describe('Sentinel failover', () => {
 
     // Accepted before the crash: one running, three waiting in the queue.
     const accepted = [speech(LONG, { speed: 0.5 }), speech(QUEUED), speech(QUEUED), speech(QUEUED)];
-    expect(await waitFor(async () => (await stack.queue().getJobCountByTypes('prioritized', 'waiting')) === 3, 10_000))
+    expect(await waitFor(async () => (await stack.queue().getJobCountByTypes('prioritized', 'waiting')) === 3, 30_000))
       .toBeGreaterThanOrEqual(0);
 
     // Each accepted job was confirmed on the replica (WAIT 1) before the API went on with the request.
@@ -65,10 +65,11 @@ describe('Sentinel failover', () => {
     expect(backMs).toBeLessThan(FAILOVER_BOUND_MS);
     expect(await redis.masterAddress()).not.toBe(oldMaster);
     expect(await redis.masterAddress()).toBe(`127.0.0.1:${redis.replica.port}`);
-    // While there was no master: quick 503s, never a hang or a 500.
+    // While there was no master: 503s bounded by the producer's 3 s command timeout, never a hang (the 60 s queue
+    // timeout) or a 500. The margin over 3 s is for a loaded machine.
     for (const f of failures) {
       expect(f.status).toBe(503);
-      expect(f.ms).toBeLessThan(3500);
+      expect(f.ms).toBeLessThan(10_000);
     }
 
     const [long, ...queued] = await Promise.all(accepted);
