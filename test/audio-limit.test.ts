@@ -120,7 +120,7 @@ describe('MAX_AUDIO_SECONDS', () => {
     // Nothing keeps producing: no espeak-ng, and only the warm pool's idle encoders left (one per container).
     const freedMs = await waitFor(
       () => descendantsNamed(workerPid, 'espeak-ng').length === 0 && descendantsNamed(workerPid, 'ffmpeg').length <= 4,
-      5000,
+      20_000, // a generous deadline: the time is logged, the assertion is that they go
     );
     expect(freedMs).toBeGreaterThanOrEqual(0);
     console.log(`CJK x4000 at speed 0.25: audio_too_long after ${failedMs.toFixed(0)} ms, processes freed ${freedMs.toFixed(0)} ms later`);
@@ -161,7 +161,7 @@ describe('engine failures reach clients as catalogue messages', () => {
     expect(body).toContain('"code":"engine_error"');
     expect(body).not.toMatch(/espeak|exited|does not exist/i);
     // The worker's log has what went wrong, with the request id.
-    expect(await waitFor(() => /espeak-ng exited with 1.*does not exist/s.test(broken.workers[0]!.output()), 3000))
+    expect(await waitFor(() => /espeak-ng exited with 1.*does not exist/s.test(broken.workers[0]!.output()), 20_000))
       .toBeGreaterThanOrEqual(0);
     expect(broken.workers[0]!.output()).toMatch(/"reqId":"req_[0-9a-f]{32}"[^\n]*job failed|job failed[^\n]*"reqId":"req_/);
   });

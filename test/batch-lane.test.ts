@@ -41,24 +41,26 @@ function batchJob(text: string) {
 }
 
 describe('batch lane', () => {
-  it('a realtime request is served at once while a batch backlog runs in its own slot', async () => {
+  it('a realtime request is served at once while a batch backlog runs in its own slot', { timeout: 180_000 }, async () => {
     // ~12,000 characters: several seconds of work per item, so a realtime request queued behind one would show.
     const long = 'A long batch item keeps its worker slot busy for a while, sentence after sentence. '.repeat(145);
     await batch.addBulk(Array.from({ length: 30 }, () => batchJob(long)));
-    await expect.poll(() => batch.getActiveCount(), { timeout: 10_000 }).toBe(1);
+    await expect.poll(() => batch.getActiveCount(), { timeout: 30_000 }).toBe(1);
 
     const t0 = performance.now();
     const res = await stack.client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'Realtime first.', response_format: 'pcm' });
     const audio = Buffer.from(await res.arrayBuffer());
     const elapsedMs = performance.now() - t0;
     expect(audio.length).toBeGreaterThan(24_000);
-    // Sooner than one batch item takes, let alone the backlog behind it.
-    expect(elapsedMs).toBeLessThan(2000);
     expect(await batch.getPrioritizedCount()).toBeGreaterThan(20);
 
     // The batch lane makes progress too.
-    await expect.poll(() => batch.getCompletedCount(), { timeout: 45_000 }).toBeGreaterThan(0);
+    await expect.poll(() => batch.getCompletedCount(), { timeout: 120_000 }).toBeGreaterThan(0);
     const [done] = await batch.getCompleted(0, 0);
-    expect(done!.finishedOn! - done!.processedOn!).toBeGreaterThan(2000); // each item really is longer than the bound
+    const itemMs = done!.finishedOn! - done!.processedOn!;
+    console.log(`batch lane: realtime request served in ${elapsedMs.toFixed(0)} ms; one batch item took ${itemMs} ms`);
+    // Sooner than one batch item takes, let alone the backlog behind it: measured as a ratio (both stretch alike on
+    // a loaded machine). A realtime request queued behind the active item would wait for most of it.
+    expect(elapsedMs).toBeLessThan(itemMs / 3);
   });
 });

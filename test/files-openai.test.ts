@@ -240,10 +240,11 @@ describe('/v1/files on the filesystem driver (API_KEYS=sk-a,sk-b, ADMIN_API_KEY=
         `Content-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${MAX / 2 + head.length + 100}\r\n\r\n${head}`,
     );
     socket.write(randomBytes(MAX / 4));
-    await new Promise((r) => setTimeout(r, 300));
-    // While the upload is open, its bytes are only a hidden temp file.
-    const during = (await onDisk(dataDir)).filter((f) => !beforeDisk.includes(f));
-    expect(during.every((f) => path.basename(f).startsWith('.'))).toBe(true);
+    // While the upload is open, its bytes are only a hidden temp file (waited for: an empty list would pass anything).
+    const newOnDisk = async () => (await onDisk(dataDir)).filter((f) => !beforeDisk.includes(f));
+    await expect.poll(async () => (await newOnDisk()).length, { timeout: 20_000, interval: 50 }).toBeGreaterThan(0);
+    const during = await newOnDisk();
+    expect(during.every((f) => path.basename(f).startsWith('.')), during.join(', ')).toBe(true);
     socket.destroy();
     const deadline = Date.now() + 10_000;
     while ((await onDisk(dataDir)).length !== beforeDisk.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -268,10 +269,13 @@ describe('/v1/files retention (FILE_RETENTION_S=2, keys off)', () => {
   it('an expired file is gone from every route at once, and the sweep removes its bytes', async () => {
     const file = await stack.client.files.create({ file: await toFile(jsonl(2), 'short.jsonl'), purpose: 'batch' });
     expect(file.expires_at! - file.created_at).toBe(2);
-    await new Promise((r) => setTimeout(r, 2600));
-    // Uploaded after the first expired: it has its whole retention ahead while the rest of the test runs.
+    // Polled, not slept: the first route to say "gone" starts the checks below.
+    const gone = async () => stack.client.files.retrieve(file.id).then(() => false, (err) => err instanceof OpenAI.NotFoundError);
+    await expect.poll(gone, { timeout: 20_000, interval: 100 }).toBe(true);
+    // Uploaded after the first expired. Its metadata's TTL is stretched (expiry is that TTL) so that a slow machine
+    // cannot run its 2 s out while the rest of the test runs.
     const kept = await stack.client.files.create({ file: await toFile(jsonl(1), 'kept.jsonl'), purpose: 'batch' });
-    await expect(stack.client.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    expect(await stack.redis.expire(stack.keys.file(kept.id), 600)).toBe(1);
     await expect(stack.client.files.content(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     expect((await stack.client.files.list()).data.map((f) => f.id)).toEqual([kept.id]);
 

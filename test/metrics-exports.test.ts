@@ -31,7 +31,7 @@ afterAll(async () => {
 const apiMetrics = () => scrape(`${stack.baseUrl}/metrics`);
 const workerMetrics = () => scrape(workerMetricsUrl);
 
-async function until<T>(probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+async function until<T>(probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
@@ -188,13 +188,18 @@ describe('chorus_queue_jobs comes from exactly one API replica', () => {
     // A graceful close releases the lease; the other replica takes it on its next renewal (every 5 s).
     await first.close();
     apps.shift();
-    const after = await until(() => metricsOf(second), (m) => depthSeries(m).length > 0, 8000);
+    const after = await until(() => metricsOf(second), (m) => depthSeries(m).length > 0, 30_000);
     expect(total(after, 'chorus_queue_jobs', { engine: 'espeak', state: 'prioritized' })).toBe(1);
   });
 });
 
 describe('cancellations are counted once, by whoever sees them', () => {
+  // Counted as deltas from the test's own start: each test stands alone, whichever ran before it (or -t).
+  const cancelled = (exp: Exposition) => total(exp, 'chorus_jobs_total', { status: 'cancelled', engine: 'espeak' });
+  const cancelledNow = async () => ({ api: cancelled(await apiMetrics()), worker: cancelled(await workerMetrics()) });
+
   it('a job removed while queued is counted by the API (no worker ever sees it)', async () => {
+    const before = await cancelledNow();
     const q = stack.queue();
     await q.pause();
     try {
@@ -207,17 +212,18 @@ describe('cancellations are counted once, by whoever sees them', () => {
       expect(queued.prioritized! + queued.waiting!).toBe(1);
       ac.abort();
       await res;
-      const api = await until(apiMetrics, (m) => total(m, 'chorus_jobs_total', { status: 'cancelled' }) > 0);
-      expect(total(api, 'chorus_jobs_total', { status: 'cancelled', engine: 'espeak' })).toBe(1);
+      const api = await until(apiMetrics, (m) => cancelled(m) > before.api);
+      expect(cancelled(api) - before.api).toBe(1);
       const left = await q.getJobCounts('prioritized', 'waiting');
       expect(left.prioritized! + left.waiting!).toBe(0);
     } finally {
       await q.resume();
     }
-    expect(total(await workerMetrics(), 'chorus_jobs_total', { status: 'cancelled' })).toBe(0);
+    expect(cancelled(await workerMetrics()) - before.worker).toBe(0);
   });
 
   it('a running job aborted by the client is counted by the worker, not the API', async () => {
+    const before = await cancelledNow();
     const ac = new AbortController();
     // Slow on purpose: ~4,000 characters at speed 0.25 through ffmpeg atempo and mp3 take seconds to finish.
     const res = await fetch(`${stack.baseUrl}/v1/audio/speech`, {
@@ -228,9 +234,9 @@ describe('cancellations are counted once, by whoever sees them', () => {
     const reader = res.body!.getReader();
     await reader.read(); // first audio is out: the job is running
     ac.abort();
-    const worker = await until(workerMetrics, (m) => total(m, 'chorus_jobs_total', { status: 'cancelled' }) > 0);
-    expect(total(worker, 'chorus_jobs_total', { status: 'cancelled', engine: 'espeak' })).toBe(1);
+    const worker = await until(workerMetrics, (m) => cancelled(m) > before.worker);
+    expect(cancelled(worker) - before.worker).toBe(1);
     expect(total(worker, 'chorus_worker_busy')).toBe(0);
-    expect(total(await apiMetrics(), 'chorus_jobs_total', { status: 'cancelled' })).toBe(1); // only the queued one
+    expect(cancelled(await apiMetrics()) - before.api).toBe(0);
   });
 });

@@ -136,7 +136,8 @@ describe.skipIf(!HAS_PROMETHEUS)('Prometheus scraping the API and a worker', () 
   });
 
   it('has default process metrics from both processes', async () => {
-    const r = await prom.query('process_resident_memory_bytes');
+    // Polled like the others: run alone (-t), this test may come before Prometheus's first scrape of both targets.
+    const r = await prom.until('process_resident_memory_bytes', (x) => x.length === 2);
     expect(r.map((s) => s.metric.job).sort()).toEqual(['chorus-api', 'chorus-worker']);
     expect(r.every((s) => s.value > 10e6)).toBe(true);
   });

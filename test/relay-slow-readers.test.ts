@@ -84,16 +84,13 @@ function sseEvents(text: string): EventSourceMessage[] {
 }
 
 describe('finding 6: a reader slower than STREAM_TTL_S keeps its stream', () => {
-  /** The long job of the first test, finished; the second reuses it (one long synthesis per file). */
-  let jobId: string;
-
   it('raw audio stream and events replay, both paused past the TTL after the job finished, get every byte', async () => {
     const raw = await pausedRead(`${stack.baseUrl}/v1/audio/speech`, {
       method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'tts-1', voice: 'alloy', input: LONG, response_format: 'wav' }),
     });
     expect(raw.status).toBe(200);
-    jobId = String(raw.headers['x-job-id']);
+    const jobId = String(raw.headers['x-job-id']);
     await waitCompleted(jobId);
     const replay = await pausedRead(`${stack.baseUrl}/api/jobs/${jobId}/events`, {});
     expect(replay.status).toBe(200);
@@ -113,11 +110,15 @@ describe('finding 6: a reader slower than STREAM_TTL_S keeps its stream', () => 
   });
 
   it('a stream that vanishes under a paused reader ends its events with an error event, not a hang', async () => {
-    expect(jobId).toBeDefined();
+    // Its own finished long job (wav: a few MB, more than the relay and the socket hold for a paused reader).
+    const res = await postJson(stack, '/v1/audio/speech', { model: 'tts-1', voice: 'alloy', input: LONG, response_format: 'wav' });
+    expect(res.status).toBe(200);
+    expect((await res.arrayBuffer()).byteLength).toBeGreaterThan(8_000_000);
+    const jobId = res.headers.get('x-job-id')!;
+    await waitCompleted(jobId);
     const paused = await pausedRead(`${stack.baseUrl}/api/jobs/${jobId}/events`, {});
     expect(paused.status).toBe(200);
     expect(await stack.redis.del(await streamKeyOf(jobId))).toBe(1);
-    await sleep(2000);
     const text = (await paused.rest(40_000)).toString('utf8');
     const last = JSON.parse(sseEvents(text).at(-1)!.data) as { type: string; code: string };
     expect(last.type).toBe('error');

@@ -33,20 +33,33 @@ afterAll(async () => {
   await stack?.stop();
 });
 
+/** Retained memory once it holds still (what an earlier download left, e.g. a child's stdin still draining). */
+async function settledRetained(): Promise<number> {
+  let last = retained();
+  for (let i = 0; i < 40; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    const now = retained();
+    if (Math.abs(now - last) < 256 * 1024) return now;
+    last = now;
+  }
+  return last;
+}
+
 /**
- * Starts a download, takes its first chunk, pauses 1 s (the API has the response under way), measures what the
- * process retains over `base`, then reads the rest.
+ * Starts a download, takes its first chunk, then pauses until the worker has produced the whole file (job
+ * completed: a server that collected the file would now hold all of it, however slow the machine) and a moment
+ * more, measures what the process retains over `base`, then reads the rest.
  */
 async function pausedDownload(
-  read: () => Promise<{ length: number; chunks: AsyncIterator<Uint8Array> }>,
+  read: () => Promise<{ length: number; jobId: string; chunks: AsyncIterator<Uint8Array> }>,
 ): Promise<{ length: number; file: Buffer; heldMidway: number }> {
-  // What earlier tests left (a child's stdin still draining a file) settles first: the base must not include it.
-  await new Promise((r) => setTimeout(r, 1500));
-  const base = retained();
-  const { length, chunks } = await read();
+  const base = await settledRetained();
+  const { length, jobId, chunks } = await read();
   const parts: Buffer[] = [];
   const first = await chunks.next();
   if (!first.done) parts.push(Buffer.from(first.value));
+  await expect.poll(() => stack.queue().getJobState(jobId), { timeout: 60_000, interval: 100 }).toBe('completed');
+  // A relay that read ahead without bound would fill up now: give it a moment (no event to wait for from here).
   await new Promise((r) => setTimeout(r, 1000));
   const heldMidway = retained() - base;
   for (;;) {
@@ -62,7 +75,7 @@ async function viaFetch(route: string, body: unknown) {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
   });
   expect(res.status).toBe(200);
-  return { length: Number(res.headers.get('content-length')), chunks: res.body![Symbol.asyncIterator]() };
+  return { length: Number(res.headers.get('content-length')), jobId: res.headers.get('x-job-id')!, chunks: res.body![Symbol.asyncIterator]() };
 }
 
 function expectExactWav(file: Buffer, reference: Buffer) {
@@ -97,7 +110,7 @@ describe('finding 2: whole files are not held in API memory', () => {
       const res = await stack.client.audio.speech.create(
         { model: 'tts-1', voice: 'alloy', input: LONG, response_format: 'wav', stream: false } as never,
       );
-      return { length: Number(res.headers.get('content-length')), chunks: res.body![Symbol.asyncIterator]() };
+      return { length: Number(res.headers.get('content-length')), jobId: res.headers.get('x-job-id')!, chunks: res.body![Symbol.asyncIterator]() };
     });
     console.log(`openai whole file: ${got.file.length} bytes; retained midway ${got.heldMidway} bytes`);
     expect(got.length).toBe(got.file.length);

@@ -43,12 +43,13 @@ describe('Sentinel failover', () => {
 
     // Accepted before the crash: one running, three waiting in the queue.
     const accepted = [speech(LONG, { speed: 0.5 }), speech(QUEUED), speech(QUEUED), speech(QUEUED)];
-    expect(await waitFor(async () => (await stack.queue().getJobCountByTypes('prioritized', 'waiting')) === 3, 10_000))
+    expect(await waitFor(async () => (await stack.queue().getJobCountByTypes('prioritized', 'waiting')) === 3, 30_000))
       .toBeGreaterThanOrEqual(0);
 
-    // Each accepted job was confirmed on the replica (WAIT 1) before the API went on with the request.
-    const stats = await stack.redis.info('commandstats');
-    expect(Number(/cmdstat_wait:calls=(\d+)/.exec(stats)?.[1] ?? 0)).toBeGreaterThanOrEqual(7);
+    // Each accepted job was confirmed on the replica (WAIT 1) before the API went on with the request. Polled: a
+    // job is visible in the queue a moment before its WAIT returns (6 of 7 were seen at load average 17).
+    const waits = async () => Number(/cmdstat_wait:calls=(\d+)/.exec(await stack.redis.info('commandstats'))?.[1] ?? 0);
+    expect(await waitFor(async () => (await waits()) >= 7, 30_000)).toBeGreaterThanOrEqual(0);
 
     await redis.master.kill();
     const t0 = performance.now();
@@ -65,10 +66,11 @@ describe('Sentinel failover', () => {
     expect(backMs).toBeLessThan(FAILOVER_BOUND_MS);
     expect(await redis.masterAddress()).not.toBe(oldMaster);
     expect(await redis.masterAddress()).toBe(`127.0.0.1:${redis.replica.port}`);
-    // While there was no master: quick 503s, never a hang or a 500.
+    // While there was no master: 503s bounded by the producer's 3 s command timeout, never a hang (the 60 s queue
+    // timeout) or a 500. The margin over 3 s is for a loaded machine.
     for (const f of failures) {
       expect(f.status).toBe(503);
-      expect(f.ms).toBeLessThan(3500);
+      expect(f.ms).toBeLessThan(10_000);
     }
 
     const [long, ...queued] = await Promise.all(accepted);

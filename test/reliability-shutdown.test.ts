@@ -12,12 +12,14 @@ import { waitFor } from './helpers/processes.ts';
 
 const LONG = Array.from({ length: 30 }, (_, i) => `Sentence ${i + 1} is still being spoken while we shut down.`).join(' ');
 const BODY = { model: 'tts-1', voice: 'alloy', input: LONG, response_format: 'mp3', speed: 0.25 };
+const GRACE_S = 30;
+const POLL_DEADLINE_MS = 20_000;
 
 let stack: Stack;
 let reference: Buffer;
 
 beforeAll(async () => {
-  stack = await startStack({ redisUrl: inject('redisUrl'), workerEnv: { SHUTDOWN_GRACE_S: '30' } });
+  stack = await startStack({ redisUrl: inject('redisUrl'), workerEnv: { SHUTDOWN_GRACE_S: String(GRACE_S) } });
   reference = await collect(await post(stack.baseUrl));
 });
 afterAll(async () => {
@@ -42,11 +44,13 @@ function exitOf(child: ChildProcess): Promise<{ code: number | null; at: number 
   return new Promise((resolve) => child.once('exit', (code) => resolve({ code, at: performance.now() })));
 }
 
-describe('SIGTERM', () => {
+describe('SIGTERM', { timeout: 120_000 }, () => {
   it('api: readiness fails first, the stream in flight finishes, then exit 0', async () => {
-    const api = await spawnApi({ ...stack.env, SHUTDOWN_GRACE_S: '30' }, await freePort());
+    const api = await spawnApi({ ...stack.env, SHUTDOWN_GRACE_S: String(GRACE_S) }, await freePort());
     try {
-      expect((await fetch(`${api.baseUrl}/readyz`)).status).toBe(200);
+      // Ready first (polled: the tests' 1.5 s heartbeat TTL can lapse for a moment on a very loaded machine).
+      expect(await waitFor(async () => (await fetch(`${api.baseUrl}/readyz`)).status === 200, POLL_DEADLINE_MS, 100))
+        .toBeGreaterThanOrEqual(0);
       const res = await post(api.baseUrl);
       expect(res.status).toBe(200);
       const reader = res.body!.getReader();
@@ -56,10 +60,16 @@ describe('SIGTERM', () => {
 
       const exited = exitOf(api.process);
       api.process.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 200));
-      const ready = await fetch(`${api.baseUrl}/readyz`);
-      expect(ready.status).toBe(503);
-      expect(await ready.json()).toMatchObject({ status: 'not_ready', draining: true });
+      // Readiness turns as soon as the signal is handled (polled: a loaded machine may take a while to get there);
+      // the stream is still mid-way then (checked below: it finishes whole).
+      // (Waits for `draining` itself: on a very loaded machine a late heartbeat can also make readiness 503.)
+      let ready: { status: number; body: unknown } | undefined;
+      expect(await waitFor(async () => {
+        const res = await fetch(`${api.baseUrl}/readyz`);
+        ready = { status: res.status, body: await res.json() };
+        return (ready.body as { draining?: boolean }).draining === true;
+      }, POLL_DEADLINE_MS, 50)).toBeGreaterThanOrEqual(0);
+      expect(ready).toMatchObject({ status: 503, body: { status: 'not_ready', draining: true } });
       const refused = await post(api.baseUrl, { ...BODY, input: 'Too late.' });
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBe('1');
@@ -77,7 +87,8 @@ describe('SIGTERM', () => {
       const { code, at } = await exited;
       console.log(`api SIGTERM: stream of ${audio.length} bytes finished; exit ${code} ${(at - streamEnded).toFixed(0)} ms later`);
       expect(code).toBe(0);
-      expect(at - streamEnded).toBeLessThan(5000);
+      // It exits once the stream is done, not when the 30 s grace runs out (half of it leaves room for a loaded machine).
+      expect(at - streamEnded).toBeLessThan(GRACE_S * 1000 / 2);
     } finally {
       api.process.kill('SIGKILL');
     }
@@ -96,9 +107,9 @@ describe('SIGTERM', () => {
     const exited = exitOf(worker.process);
     const t0 = performance.now();
     worker.process.kill('SIGTERM');
-    const leftMs = await waitFor(async () => (await liveWorkers(stack.redis, stack.keys)).length === 0, 3000);
+    const leftMs = await waitFor(async () => (await liveWorkers(stack.redis, stack.keys)).length === 0, POLL_DEADLINE_MS);
     expect(leftMs).toBeGreaterThanOrEqual(0);
-    expect(await stack.queue().getJobState(jobId)).toBe('active'); // still working on it after leaving
+    expect(await stack.queue().getJobState(jobId)).toBe('active'); // still working on it after leaving (it left first)
 
     const audio = await collect(res, first);
     expect(audio.equals(reference)).toBe(true);

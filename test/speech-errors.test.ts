@@ -80,7 +80,9 @@ describe('bad input on /v1/audio/speech (OpenAI SDK, maxRetries 0)', () => {
     expect(err.type).toBe('server_error');
     expect(err.code).toBe('model_unavailable');
     expect(err.headers?.get('retry-after')).toBeTruthy();
-    expect(Date.now() - t0).toBeLessThan(1000);
+    // "At once": not after waiting in the queue for a worker until QUEUE_TIMEOUT_S (30 s by default). A tenth of that
+    // leaves a loaded machine room and still tells the two apart.
+    expect(Date.now() - t0).toBeLessThan(3000);
     await expectNothingQueued();
   });
 

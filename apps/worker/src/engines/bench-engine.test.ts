@@ -40,7 +40,8 @@ describe('BenchEngine (benchmark only)', () => {
     const t0 = performance.now();
     setTimeout(() => ac.abort(), 30);
     await expect(collect(engine, input('Hi.'), ac.signal)).rejects.toMatchObject({ name: 'AbortError' });
-    expect(performance.now() - t0).toBeLessThan(1000);
+    // Long before the 10 s delay runs out (a quarter of it: room for a loaded machine, still telling the two apart).
+    expect(performance.now() - t0).toBeLessThan(2500);
   });
 
   it('reads BENCH_ENGINE_DELAY_MS and refuses bad values', () => {
