@@ -58,6 +58,8 @@ export class SpeechService {
     models: ModelTable; voices: VoiceCatalog;
     /** MAX_QUEUE_DEPTH: realtime jobs waiting per queue above which requests get 429 `queue_full`. */
     maxQueueDepth: number;
+    /** min(MAX_QUEUE_WAIT_MS, QUEUE_TIMEOUT_S): predicted waits above it get 429 `queue_full` (queue-admission.ts). */
+    maxQueueWaitMs: number;
     /** Under Sentinel: wait for a replica to have each job before going on (no job lost in a failover). */
     replicaAck?: ReplicaAck;
     /** MAX_AUDIO_SECONDS: passed in each job; the worker enforces it on the audio it produces. */
@@ -70,7 +72,10 @@ export class SpeechService {
     this.#directory = opts.directory;
     this.#models = opts.models;
     this.#voices = opts.voices;
-    this.#admission = new QueueAdmission(opts.maxQueueDepth);
+    this.#admission = new QueueAdmission({
+      redis: opts.redis, keys: opts.keys, maxDepth: opts.maxQueueDepth, maxWaitMs: opts.maxQueueWaitMs,
+      slots: (engine) => this.#directory.realtimeSlots(engine),
+    });
     this.#replicaAck = opts.replicaAck;
     this.#maxAudioS = opts.maxAudioSeconds;
   }
@@ -161,7 +166,7 @@ export class SpeechService {
         priority: PRIORITY[job.priority],
       });
     try {
-      if (job.priority === 'realtime') await this.#admission.admit(queue, p.model, enqueue);
+      if (job.priority === 'realtime') await this.#admission.admit(queue, engine, p.model, enqueue);
       else await enqueue();
       await this.#replicaAck?.confirm();
     } catch (err) {
@@ -170,6 +175,11 @@ export class SpeechService {
     }
     watchJob(stream, queue, jobId);
     return { jobId, job, stream, speaker };
+  }
+
+  /** A realtime job's first record arrived: one start for admission's rate (see QueueAdmission). */
+  noteStarted(job: StreamJob): void {
+    if (job.priority === 'realtime') this.#admission.noteStarted(speechQueueName(job.engine, 'realtime'));
   }
 
   /**
