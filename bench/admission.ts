@@ -9,6 +9,7 @@
  *   node --import tsx bench/admission.ts [--quick] [--overload 5] [--seconds 20] [--out FILE]
  *   BENCH_ADMISSION_API_ENV='{"MAX_QUEUE_WAIT_MS":"30000"}' node --import tsx bench/admission.ts   # other settings
  */
+import { loadApiConfig } from '@chorus/shared';
 import { AGENT, speech, speechBody, type SpeechResult } from './lib/http-client.ts';
 import { closedLoop, sleep } from './lib/load.ts';
 import { isMain } from './lib/main.ts';
@@ -27,7 +28,13 @@ const SECONDS = Number(arg('seconds') ?? (QUICK ? 3 : 20));
 const UNLOADED = QUICK ? 4 : 20;
 const CAPACITY_REQUESTS = QUICK ? 6 : 40;
 const SLOTS = 2; // WORKER_CONCURRENCY's default, one worker
-const API_ENV = JSON.parse(process.env.BENCH_ADMISSION_API_ENV ?? '{}') as Record<string, string>;
+/** The defaults a new user gets (BenchStack raises them for the other benchmarks), then any override. */
+const DEFAULTS = loadApiConfig({});
+const API_ENV: Record<string, string> = {
+  MAX_QUEUE_DEPTH: String(DEFAULTS.maxQueueDepth), QUEUE_TIMEOUT_S: String(DEFAULTS.queueTimeoutS),
+  MAX_QUEUE_WAIT_MS: String(DEFAULTS.maxQueueWaitMs),
+  ...(JSON.parse(process.env.BENCH_ADMISSION_API_ENV ?? '{}') as Record<string, string>),
+};
 
 const one = (stack: BenchStack) => speech(stack.baseUrl, speechBody(PARAGRAPH_300, 'mp3'), { keepChunks: false, timeoutMs: 120_000 });
 
@@ -50,8 +57,7 @@ export async function runAdmission(out?: string) {
   const stack = await BenchStack.start({
     workers: 1,
     workerEnv: { ENGINES: 'espeak' },
-    // The defaults a new user gets (BenchStack raises them for the other benchmarks).
-    apiEnv: { MAX_QUEUE_DEPTH: '1000', QUEUE_TIMEOUT_S: '30', ...API_ENV },
+    apiEnv: API_ENV,
   });
   try {
     await closedLoop(1, 4, () => one(stack)); // warm-up

@@ -8,8 +8,8 @@ export const RATE_SAMPLES = 20;
 const MIN_SPAN_MS = 500;
 /** How long one read of the start rate serves this replica (bounds the reads a 429 storm makes). */
 const RATE_CACHE_MS = 200;
-/** Retry-After when nothing has started yet, so there is no rate to predict from. */
-const UNKNOWN_RETRY_S = 1;
+/** Retry-After of a refusal by MAX_QUEUE_DEPTH. */
+const DEPTH_RETRY_S = 1;
 
 /** What admission saw for one request: the numbers its decision and its Retry-After came from. */
 export interface Prediction {
@@ -17,7 +17,7 @@ export interface Prediction {
   ahead: number;
   /** Realtime starts per second across the fleet, from the last RATE_SAMPLES starts; undefined before any. */
   ratePerS: number | undefined;
-  /** ahead / rate in ms; 0 while a slot is free; Infinity while slots are full and nothing has started yet. */
+  /** ahead / rate in ms; 0 while a slot is free, and before anything has started (no rate yet: admitted). */
   waitMs: number;
 }
 
@@ -34,7 +34,7 @@ export interface Prediction {
  *   record arrived in a short Redis list (LPUSH + LTRIM, RATE_SAMPLES entries), so every replica reads the same
  *   rate. rate = samples / (now − oldest sample): it follows the last RATE_SAMPLES starts, whatever their pace,
  *   and decays on its own while nothing starts (stalled workers read as a slow queue, not a fast one).
- * - wait = ahead / rate.
+ * - wait = ahead / rate (no start recorded yet: no prediction, admitted).
  * Slots are full and the queue is short in the usual case, so the rate is only read (and cached RATE_CACHE_MS)
  * when no slot is free. Replicas do not see each other's in-flight admissions: together they can overshoot the
  * budget by what they admit in the same instant.
@@ -81,20 +81,17 @@ export class QueueAdmission {
         throw new ChorusError(
           'TTS_ERR_QUEUE_FULL',
           `Too many requests are waiting for model '${model}' (${waiting}); retry shortly.`,
-          { retryAfterS: UNKNOWN_RETRY_S },
+          { retryAfterS: DEPTH_RETRY_S },
         );
       }
       const p = await this.predict(queue.name, (counts.active ?? 0) + waiting - slots + 1);
       if (p.waitMs > this.#budgetMs) {
-        const known = Number.isFinite(p.waitMs);
         throw new ChorusError(
           'TTS_ERR_QUEUE_FULL',
-          known
-            ? `Model '${model}' is busy: the predicted wait for a worker is ${(p.waitMs / 1000).toFixed(1)} s; retry later.`
-            : `Model '${model}' is busy: every worker slot is taken; retry shortly.`,
+          `Model '${model}' is busy: the predicted wait for a worker is ${(p.waitMs / 1000).toFixed(2)} s; retry later.`,
           // The predicted wait: by then the jobs ahead of this one have started. Clients (the OpenAI SDKs
           // included) wait what retry-after-ms says.
-          { retryAfterS: known ? Math.min(60, Math.max(0.05, p.waitMs / 1000)) : UNKNOWN_RETRY_S },
+          { retryAfterS: Math.min(60, Math.max(0.05, p.waitMs / 1000)) },
         );
       }
       return await enqueue();
@@ -108,7 +105,9 @@ export class QueueAdmission {
   async predict(queueName: string, ahead: number): Promise<Prediction> {
     if (ahead <= 0) return { ahead, ratePerS: undefined, waitMs: 0 };
     const ratePerS = await this.#rate(queueName);
-    const waitMs = ratePerS ? (ahead / ratePerS) * 1000 : Number.POSITIVE_INFINITY;
+    // No start recorded yet (a new deployment's first burst): nothing to predict from, so admitted as before
+    // admission by wait existed; QUEUE_TIMEOUT_S still bounds it. The first record of any job gives a rate.
+    const waitMs = ratePerS ? (ahead / ratePerS) * 1000 : 0;
     return { ahead, ratePerS, waitMs };
   }
 
