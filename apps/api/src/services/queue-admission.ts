@@ -8,6 +8,12 @@ export const RATE_SAMPLES = 20;
 const MIN_SPAN_MS = 500;
 /** How long one read of the start rate serves this replica (bounds the reads a 429 storm makes). */
 const RATE_CACHE_MS = 200;
+/**
+ * Share of QUEUE_TIMEOUT_S a predicted wait may use however large MAX_QUEUE_WAIT_MS is: the prediction is an estimate
+ * (20 starts, a machine whose speed drifts), and a request admitted at 29 s of a 30 s timeout would often end in
+ * the slow 503 admission is there to avoid.
+ */
+export const TIMEOUT_SHARE = 0.8;
 /** Retry-After of a refusal by MAX_QUEUE_DEPTH. */
 const DEPTH_RETRY_S = 1;
 
@@ -23,7 +29,8 @@ export interface Prediction {
 
 /**
  * Admission of realtime requests by predicted wait. A request is refused at once with 429 `queue_full` when the
- * wait for a worker slot it would have exceeds its budget (MAX_QUEUE_WAIT_MS, at most QUEUE_TIMEOUT_S), with a
+ * wait for a worker slot it would have exceeds its budget (MAX_QUEUE_WAIT_MS, at most TIMEOUT_SHARE of
+ * QUEUE_TIMEOUT_S), with a
  * Retry-After of that predicted wait; MAX_QUEUE_DEPTH stays as a hard bound on waiting jobs.
  *
  * Prediction, per engine queue (batch items have their own queue and slots, so a batch backlog does not count):
@@ -52,15 +59,17 @@ export class QueueAdmission {
     redis: Redis; keys: RedisKeys;
     /** MAX_QUEUE_DEPTH. */
     maxDepth: number;
-    /** min(MAX_QUEUE_WAIT_MS, QUEUE_TIMEOUT_S): the longest predicted wait a request is admitted with. */
+    /** MAX_QUEUE_WAIT_MS: the longest predicted wait a request is admitted with... */
     maxWaitMs: number;
+    /** ...within this share of QUEUE_TIMEOUT_S (TIMEOUT_SHARE). */
+    queueTimeoutS: number;
     /** Live realtime worker slots for an engine. */
     slots: (engine: string) => Promise<number>;
   }) {
     this.#redis = opts.redis;
     this.#keys = opts.keys;
     this.#maxDepth = opts.maxDepth;
-    this.#budgetMs = opts.maxWaitMs;
+    this.#budgetMs = Math.min(opts.maxWaitMs, opts.queueTimeoutS * 1000 * TIMEOUT_SHARE);
     this.#slots = opts.slots;
   }
 

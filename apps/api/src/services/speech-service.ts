@@ -58,8 +58,10 @@ export class SpeechService {
     models: ModelTable; voices: VoiceCatalog;
     /** MAX_QUEUE_DEPTH: realtime jobs waiting per queue above which requests get 429 `queue_full`. */
     maxQueueDepth: number;
-    /** min(MAX_QUEUE_WAIT_MS, QUEUE_TIMEOUT_S): predicted waits above it get 429 `queue_full` (queue-admission.ts). */
+    /** MAX_QUEUE_WAIT_MS: predicted waits above it get 429 `queue_full` (queue-admission.ts)... */
     maxQueueWaitMs: number;
+    /** ...as do waits above 80% of QUEUE_TIMEOUT_S. */
+    queueTimeoutS: number;
     /** Under Sentinel: wait for a replica to have each job before going on (no job lost in a failover). */
     replicaAck?: ReplicaAck;
     /** MAX_AUDIO_SECONDS: passed in each job; the worker enforces it on the audio it produces. */
@@ -73,7 +75,7 @@ export class SpeechService {
     this.#models = opts.models;
     this.#voices = opts.voices;
     this.#admission = new QueueAdmission({
-      redis: opts.redis, keys: opts.keys, maxDepth: opts.maxQueueDepth, maxWaitMs: opts.maxQueueWaitMs,
+      redis: opts.redis, keys: opts.keys, maxDepth: opts.maxQueueDepth, maxWaitMs: opts.maxQueueWaitMs, queueTimeoutS: opts.queueTimeoutS,
       slots: (engine) => this.#directory.realtimeSlots(engine),
     });
     this.#replicaAck = opts.replicaAck;
