@@ -6,7 +6,7 @@ import { startStack, type Stack } from './helpers/stack.ts';
 
 /*
  * Issue 4, load shedding, and issue 12, admission by predicted wait: a realtime request whose predicted wait for a
- * worker slot (jobs ahead over the fleet's recent start rate) exceeds MAX_QUEUE_WAIT_MS (capped by
+ * worker slot (jobs ahead over the fleet's recent start rate) exceeds MAX_QUEUE_WAIT_MS (at most 80% of
  * QUEUE_TIMEOUT_S) → fast 429 queue_full with Retry-After from the prediction; MAX_QUEUE_DEPTH → 429 queue_full;
  * RATE_LIMIT_PER_MIN → 429 rate_limit_exceeded (shared by replicas through Redis); QUEUE_TIMEOUT_S → 503
  * queue_timeout. One worker running one job at a time; the stack's API has the default MAX_QUEUE_WAIT_MS; extra API
@@ -174,7 +174,7 @@ describe('load shedding', () => {
       expect(two.statusCode).toBe(429);
       expect(retryMs(two) / retryMs(one)).toBeGreaterThan(1.6);
       expect(retryMs(two) / retryMs(one)).toBeLessThan(2.5);
-      // MAX_QUEUE_WAIT_MS allows an hour, but QUEUE_TIMEOUT_S is 1 s: ~1.2 s is refused, not answered 503 later.
+      // MAX_QUEUE_WAIT_MS allows an hour, but QUEUE_TIMEOUT_S is 1 s (budget 0.8 s): ~1.2 s is refused, not a 503 later.
       const late = await post(capped);
       expect(late.statusCode).toBe(429);
       expect(retryMs(late)).toBeGreaterThan(1000);

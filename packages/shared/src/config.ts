@@ -70,7 +70,7 @@ const ApiEnv = CommonEnv.extend({
   RATE_LIMIT_PER_MIN: IntEnv(0, 10_000_000).default(0),
   QUEUE_TIMEOUT_S: IntEnv(1, 3600).default(30),
   /**
-   * Longest predicted wait for a worker slot a realtime request is admitted with (capped by QUEUE_TIMEOUT_S); above
+   * Longest predicted wait for a worker slot a realtime request is admitted with (at most 80% of QUEUE_TIMEOUT_S); above
    * it the request gets 429 queue_full at once. About one unloaded first byte by default, so accepted requests keep
    * their first byte within ~2× unloaded under overload (README, Reliability; docs/benchmarks.md, Admission).
    */

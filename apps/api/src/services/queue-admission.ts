@@ -30,8 +30,7 @@ export interface Prediction {
 /**
  * Admission of realtime requests by predicted wait. A request is refused at once with 429 `queue_full` when the
  * wait for a worker slot it would have exceeds its budget (MAX_QUEUE_WAIT_MS, at most TIMEOUT_SHARE of
- * QUEUE_TIMEOUT_S), with a
- * Retry-After of that predicted wait; MAX_QUEUE_DEPTH stays as a hard bound on waiting jobs.
+ * QUEUE_TIMEOUT_S), with a Retry-After of that predicted wait; MAX_QUEUE_DEPTH stays as a hard bound on waiting jobs.
  *
  * Prediction, per engine queue (batch items have their own queue and slots, so a batch backlog does not count):
  * - ahead = running + waiting (+ this replica's admissions still between check and enqueue) − live slots + 1.
@@ -40,7 +39,8 @@ export interface Prediction {
  * - rate = realtime jobs started per second across the fleet: each API replica records the time its job's first
  *   record arrived in a short Redis list (LPUSH + LTRIM, RATE_SAMPLES entries), so every replica reads the same
  *   rate. rate = samples / (now − oldest sample): it follows the last RATE_SAMPLES starts, whatever their pace,
- *   and decays on its own while nothing starts (stalled workers read as a slow queue, not a fast one).
+ *   and decays on its own while nothing starts (stalled workers read as a slow queue, not a fast one). Times are
+ *   the replicas' own clocks: NTP-level skew is nothing against spans of seconds.
  * - wait = ahead / rate (no start recorded yet: no prediction, admitted).
  * Slots are full and the queue is short in the usual case, so the rate is only read (and cached RATE_CACHE_MS)
  * when no slot is free. Replicas do not see each other's in-flight admissions: together they can overshoot the
@@ -71,10 +71,6 @@ export class QueueAdmission {
     this.#maxDepth = opts.maxDepth;
     this.#budgetMs = Math.min(opts.maxWaitMs, opts.queueTimeoutS * 1000 * TIMEOUT_SHARE);
     this.#slots = opts.slots;
-  }
-
-  get budgetMs(): number {
-    return this.#budgetMs;
   }
 
   async admit<T>(queue: Queue, engine: string, model: string, enqueue: () => Promise<T>): Promise<T> {
