@@ -151,7 +151,10 @@ export class SpeechService {
     return { job, speaker };
   }
 
-  /** Validates what needs the catalogue, subscribes, then enqueues (subscribe first: no chunk can be missed). */
+  /**
+   * Validates what needs the catalogue, admits, subscribes, then enqueues (subscribe first: no chunk can be
+   * missed). A refused request never touches the relay: under overload most are refused.
+   */
   async start(p: SynthesisParams): Promise<StartedJob> {
     const built = await this.buildJob(p);
     const { engine } = built.job;
@@ -159,22 +162,25 @@ export class SpeechService {
     const jobId = newJobId();
     const streamKey = this.#keys.audioStream(this.#relayId, jobId);
     const job: StreamJob = { ...built.job, streamKey };
-    const stream = this.#hub.subscribe(streamKey);
     const queue = this.queue(engine, job.priority);
-    const enqueue = () =>
-      queue.add(JOB_NAMES.synthesize, job, {
+    let subscribed: JobStream | undefined;
+    const enqueue = () => {
+      subscribed = this.#hub.subscribe(streamKey);
+      return queue.add(JOB_NAMES.synthesize, job, {
         ...JOB_CATALOG[JOB_NAMES.synthesize].options,
         jobId,
         priority: PRIORITY[job.priority],
       });
+    };
     try {
       if (job.priority === 'realtime') await this.#admission.admit(queue, engine, p.model, enqueue);
       else await enqueue();
       await this.#replicaAck?.confirm();
     } catch (err) {
-      stream.close();
+      subscribed?.close();
       throw err;
     }
+    const stream = subscribed!;
     watchJob(stream, queue, jobId);
     return { jobId, job, stream, speaker };
   }
