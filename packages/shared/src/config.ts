@@ -71,8 +71,8 @@ const ApiEnv = CommonEnv.extend({
   QUEUE_TIMEOUT_S: IntEnv(1, 3600).default(30),
   /**
    * Longest predicted wait for a worker slot a realtime request is admitted with (at most 80% of QUEUE_TIMEOUT_S); above
-   * it the request gets 429 queue_full at once. About one unloaded first byte by default, so accepted requests keep
-   * their first byte within ~2× unloaded under overload (README, Reliability; docs/benchmarks.md, Admission).
+   * it the request gets 429 queue_full at once. About one unloaded first byte by default: under overload a request is
+   * admitted into a free slot, not behind a queue (README, Reliability; docs/benchmarks.md, Admission).
    */
   MAX_QUEUE_WAIT_MS: IntEnv(0, 3_600_000).default(50),
   PUBLIC_DISCOVERY: BoolEnv.default(true),
