@@ -8,6 +8,7 @@
  *   npm run bench -- overhead fanout   # only these
  */
 import { loadavg } from 'node:os';
+import { runAdmission } from './admission.ts';
 import { runBacklog } from './backlog.ts';
 import { runBatch } from './batch.ts';
 import { renderChart } from './chart.ts';
@@ -26,6 +27,7 @@ const ALL = {
   fanout: runFanout,
   'worker-scaling': runWorkerScaling,
   backlog: runBacklog,
+  admission: () => runAdmission(),
   batch: runBatch,
   // Last: a CPU profile of the API and worker under the overhead benchmark's heaviest service case.
   profile: () => runProfile('pcm'),

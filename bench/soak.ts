@@ -49,7 +49,7 @@ process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
 
 try {
   for (let i = 0; i < workerCount; i++) workers.push(spawnWorker({ ...env, HEARTBEAT_INTERVAL_MS: '500' }));
-  api = await spawnApi({ ...env, MAX_QUEUE_DEPTH: '100000', QUEUE_TIMEOUT_S: '600', RATE_LIMIT_PER_MIN: '0' }, await freePort());
+  api = await spawnApi({ ...env, MAX_QUEUE_DEPTH: '100000', QUEUE_TIMEOUT_S: '600', MAX_QUEUE_WAIT_MS: '3600000', RATE_LIMIT_PER_MIN: '0' }, await freePort());
   const baseUrl = api.baseUrl;
   for (let i = 0; (await fetch(`${baseUrl}/readyz`)).status !== 200; i++) {
     if (i > 300) throw new Error('workers did not become ready');

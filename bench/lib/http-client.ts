@@ -26,6 +26,10 @@ export interface SpeechResult {
   startedAt: number;
   /** Date.now() when the request was sent. */
   sentAtEpochMs: number;
+  /** The `retry-after-ms` header of a refusal (429/503), when it had one. */
+  retryAfterMs?: number;
+  /** `error.code` of a JSON error body (a non-200 answer). */
+  errorCode?: string;
 }
 
 export interface SpeechRequestOptions {
@@ -71,6 +75,19 @@ export function speech(baseUrl: string, body: Record<string, unknown>, opts: Spe
       result.status = res.statusCode ?? 0;
       const jobId = res.headers['x-job-id'];
       if (typeof jobId === 'string') result.jobId = jobId;
+      const retryAfterMs = Number(res.headers['retry-after-ms']);
+      if (Number.isFinite(retryAfterMs)) result.retryAfterMs = retryAfterMs;
+      const errorBody: Buffer[] = [];
+      if (result.status !== 200) {
+        res.on('data', (chunk: Buffer) => errorBody.push(chunk));
+        res.on('end', () => {
+          try {
+            result.errorCode = (JSON.parse(Buffer.concat(errorBody).toString()) as { error?: { code?: string } }).error?.code;
+          } catch {
+            // not JSON
+          }
+        });
+      }
       let firstAt = 0;
       res.on('data', (chunk: Buffer) => {
         const t = performance.now() - startedAt;

@@ -61,7 +61,7 @@ export class BenchStack {
     const port = await freePort();
     const api = startChild(process.execPath, nodeArgs(API_MAIN), {
       ...common, HOST: '127.0.0.1', PORT: String(port),
-      MAX_QUEUE_DEPTH: '100000', QUEUE_TIMEOUT_S: '600', RATE_LIMIT_PER_MIN: '0', BODY_LIMIT_BYTES: '1048576',
+      MAX_QUEUE_DEPTH: '100000', QUEUE_TIMEOUT_S: '600', MAX_QUEUE_WAIT_MS: '3600000', RATE_LIMIT_PER_MIN: '0', BODY_LIMIT_BYTES: '1048576',
       ...opts.apiEnv,
     }, ROOT);
     const stack = new BenchStack(redisServer, api, `http://127.0.0.1:${port}`, prefix, {

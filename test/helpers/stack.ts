@@ -101,6 +101,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const prefix = `t${randomUUID().replace(/-/g, '').slice(0, 12)}`;
   const env: Record<string, string> = {
     REDIS_URL: opts.redisUrl, REDIS_PREFIX: prefix, LOG_LEVEL: 'warn',
+    // Tests queue requests on purpose: refuse only what would not start within QUEUE_TIMEOUT_S (the cap).
+    MAX_QUEUE_WAIT_MS: '3600000',
     ...(opts.sentinels ? { REDIS_SENTINELS: opts.sentinels, REDIS_SENTINEL_NAME: 'mymaster' } : {}),
   };
   const keys = new RedisKeys(prefix);

@@ -69,6 +69,12 @@ const ApiEnv = CommonEnv.extend({
   MAX_QUEUE_DEPTH: IntEnv(1, 10_000_000).default(1000),
   RATE_LIMIT_PER_MIN: IntEnv(0, 10_000_000).default(0),
   QUEUE_TIMEOUT_S: IntEnv(1, 3600).default(30),
+  /**
+   * Longest predicted wait for a worker slot a realtime request is admitted with (at most 80% of QUEUE_TIMEOUT_S); above
+   * it the request gets 429 queue_full at once. About one unloaded first byte by default: under overload a request is
+   * admitted into a free slot, not behind a queue (README, Reliability; docs/benchmarks.md, Admission).
+   */
+  MAX_QUEUE_WAIT_MS: IntEnv(0, 3_600_000).default(50),
   PUBLIC_DISCOVERY: BoolEnv.default(true),
   ...StorageEnv.shape,
   /** Largest file POST /v1/files accepts (default 200 MiB). */
@@ -242,6 +248,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
     maxQueueDepth: e.MAX_QUEUE_DEPTH,
     rateLimitPerMin: e.RATE_LIMIT_PER_MIN,
     queueTimeoutS: e.QUEUE_TIMEOUT_S,
+    maxQueueWaitMs: e.MAX_QUEUE_WAIT_MS,
     publicDiscovery: e.PUBLIC_DISCOVERY,
     storage: storageConfig(e),
     maxBatchFileBytes: e.MAX_BATCH_FILE_BYTES,

@@ -11,6 +11,8 @@
  *                                      <client> is k:<HMAC of the API key> or ip:<address>
  *   {prefix}:identity-secret           string  per-deployment HMAC secret naming API keys (SET NX once; no TTL)
  *   {prefix}:metrics:queue-leader      string  id of the API process exporting chorus_queue_jobs; TTL (a lease)
+ *   {prefix}:starts:<queue>            list    ms timestamps of the last realtime starts of an engine queue (admission's
+ *                                      rate; LPUSH + LTRIM by every API replica); TTL 1 h
  *   {prefix}:file:<fileId>             string  JSON metadata of an uploaded file (/v1/files); TTL FILE_RETENTION_S
  *   {prefix}:files                     zset    every file id (score 0, ids sort by creation time): admin listing
  *   {prefix}:files:owner:<owner>       zset    the file ids one client uploaded (`-` while keys are off)
@@ -59,6 +61,11 @@ export class RedisKeys {
   /** Lease held by the one API process that exports queue depth, so N replicas do not report it N times. */
   metricsLeader(): string {
     return `${this.prefix}:metrics:queue-leader`;
+  }
+
+  /** Recent job starts of one queue (queue-admission.ts): the fleet's start rate, shared by every API replica. */
+  admissionStarts(queueName: string): string {
+    return `${this.prefix}:starts:${queueName}`;
   }
 
   /** HMAC secret shared by every API replica: names clients (budgets, job owners) without revealing keys. */

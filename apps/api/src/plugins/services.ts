@@ -49,6 +49,7 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     const directory = new WorkerDirectory(redis, keys);
     const speech = new SpeechService({
       redis, keys, relayId, hub, directory, models, voices, maxQueueDepth: config.maxQueueDepth,
+      maxQueueWaitMs: config.maxQueueWaitMs, queueTimeoutS: config.queueTimeoutS,
       maxAudioSeconds: config.maxAudioSeconds,
       replicaAck: config.redis.sentinels ? new ReplicaAck(redis, app.log) : undefined,
     });

@@ -30,6 +30,7 @@ export async function awaitFirstRecord(
         throw new ChorusError('TTS_ERR_INTERNAL', 'The job stream closed before any audio.');
       }
       if (result.record.type === 'error') throw errorFromRecord(result.record.code, result.record.message, result.record.param);
+      speech.noteStarted(started.job); // admission's start rate (queue-admission.ts)
       return result;
     }
     deadline = Date.now() + RECHECK_MS;

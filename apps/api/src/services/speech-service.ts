@@ -58,6 +58,10 @@ export class SpeechService {
     models: ModelTable; voices: VoiceCatalog;
     /** MAX_QUEUE_DEPTH: realtime jobs waiting per queue above which requests get 429 `queue_full`. */
     maxQueueDepth: number;
+    /** MAX_QUEUE_WAIT_MS: predicted waits above it get 429 `queue_full` (queue-admission.ts)... */
+    maxQueueWaitMs: number;
+    /** ...as do waits above 80% of QUEUE_TIMEOUT_S. */
+    queueTimeoutS: number;
     /** Under Sentinel: wait for a replica to have each job before going on (no job lost in a failover). */
     replicaAck?: ReplicaAck;
     /** MAX_AUDIO_SECONDS: passed in each job; the worker enforces it on the audio it produces. */
@@ -70,7 +74,10 @@ export class SpeechService {
     this.#directory = opts.directory;
     this.#models = opts.models;
     this.#voices = opts.voices;
-    this.#admission = new QueueAdmission(opts.maxQueueDepth);
+    this.#admission = new QueueAdmission({
+      redis: opts.redis, keys: opts.keys, maxDepth: opts.maxQueueDepth, maxWaitMs: opts.maxQueueWaitMs, queueTimeoutS: opts.queueTimeoutS,
+      slots: (engine) => this.#directory.realtimeSlots(engine),
+    });
     this.#replicaAck = opts.replicaAck;
     this.#maxAudioS = opts.maxAudioSeconds;
   }
@@ -144,7 +151,10 @@ export class SpeechService {
     return { job, speaker };
   }
 
-  /** Validates what needs the catalogue, subscribes, then enqueues (subscribe first: no chunk can be missed). */
+  /**
+   * Validates what needs the catalogue, admits, subscribes, then enqueues (subscribe first: no chunk can be
+   * missed). A refused request never touches the relay: under overload most are refused.
+   */
   async start(p: SynthesisParams): Promise<StartedJob> {
     const built = await this.buildJob(p);
     const { engine } = built.job;
@@ -152,24 +162,32 @@ export class SpeechService {
     const jobId = newJobId();
     const streamKey = this.#keys.audioStream(this.#relayId, jobId);
     const job: StreamJob = { ...built.job, streamKey };
-    const stream = this.#hub.subscribe(streamKey);
     const queue = this.queue(engine, job.priority);
-    const enqueue = () =>
-      queue.add(JOB_NAMES.synthesize, job, {
+    let subscribed: JobStream | undefined;
+    const enqueue = () => {
+      subscribed = this.#hub.subscribe(streamKey);
+      return queue.add(JOB_NAMES.synthesize, job, {
         ...JOB_CATALOG[JOB_NAMES.synthesize].options,
         jobId,
         priority: PRIORITY[job.priority],
       });
+    };
     try {
-      if (job.priority === 'realtime') await this.#admission.admit(queue, p.model, enqueue);
+      if (job.priority === 'realtime') await this.#admission.admit(queue, engine, p.model, enqueue);
       else await enqueue();
       await this.#replicaAck?.confirm();
     } catch (err) {
-      stream.close();
+      subscribed?.close();
       throw err;
     }
+    const stream = subscribed!;
     watchJob(stream, queue, jobId);
     return { jobId, job, stream, speaker };
+  }
+
+  /** A realtime job's first record arrived: one start for admission's rate (see QueueAdmission). */
+  noteStarted(job: StreamJob): void {
+    if (job.priority === 'realtime') this.#admission.noteStarted(speechQueueName(job.engine, 'realtime'));
   }
 
   /**

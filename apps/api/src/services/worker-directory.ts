@@ -59,6 +59,13 @@ export class WorkerDirectory {
     return out;
   }
 
+  /** Realtime job slots live workers offer for an engine (each worker runs WORKER_CONCURRENCY per engine). */
+  async realtimeSlots(engine: string): Promise<number> {
+    let slots = 0;
+    for (const w of await this.workers()) if (w.accepting && w.engines.includes(engine)) slots += w.concurrency;
+    return slots;
+  }
+
   refresh(): Promise<void> {
     this.#inFlight ??= liveWorkers(this.#redis, this.#keys)
       .then((workers) => {
