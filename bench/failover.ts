@@ -88,6 +88,7 @@ async function runRound(mode: Mode, opts: { streams: number; chars: number; kill
     const queue = speechQueueName('espeak');
     let held: string[] = [];
     let killAt = Number.NaN;
+    let killEpoch = Number.NaN;
     if (opts.kill) {
       // Kill once the victim holds as many jobs as it has slots and each of their clients has audio (mid-stream).
       const victim = stack.workers[0]!;
@@ -104,9 +105,22 @@ async function runRound(mode: Mode, opts: { streams: number; chars: number; kill
       killAt = performance.now();
       held = await jobsHeldBy(stack.redis, stack.keys, victim.pid, [queue]);
       victim.process.kill('SIGKILL');
+      killEpoch = Date.now();
     }
     const results = await Promise.all(runs);
     const wallS = (performance.now() - t0) / 1000;
+    if (process.env.BENCH_FAILOVER_DEBUG && opts.kill) {
+      // The survivor's failover log lines, timed from the kill.
+      for (const line of stack.workers[1]!.output().split('\n')) {
+        const m = /"time":(\d+).*"msg":"([^"]+)"/.exec(line);
+        if (m && /gone|handed back|resuming|stalled/.test(m[2]!)) console.log(`  +${Number(m[1]) - killEpoch} ms ${m[2]} ${line.includes('jobId') ? /"jobId":"([^"]+)"/.exec(line)?.[1] : ''}`);
+      }
+      for (const id of held) {
+        const r = live.get(id)!;
+        const after = r.chunks.find((c) => r.startedAt + c.t >= killAt);
+        console.log(`  job ${id}: first chunk after the kill at +${after ? Math.round(r.startedAt + after.t - killAt) : '-'} ms`);
+      }
+    }
 
     const victims: StreamOutcome[] = [];
     let healthyRestarted = 0;
