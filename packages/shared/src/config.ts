@@ -137,9 +137,10 @@ const WorkerEnv = CommonEnv.extend({
   HEARTBEAT_INTERVAL_MS: IntEnv(200, 60_000).default(2000),
   /**
    * How often each worker looks (CLIENT LIST) for live peers whose Redis connections are gone: a dead worker's
-   * jobs are handed back after two looks instead of after lock expiry and stalled checks. 0 = off (stall recovery only).
+   * jobs are handed back after two looks (the second 50 ms after the first) instead of after lock expiry and stalled
+   * checks. 0 = off (stall recovery only).
    */
-  FAILOVER_POLL_MS: IntEnv(0, 60_000).default(250),
+  FAILOVER_POLL_MS: IntEnv(0, 60_000).default(200),
   /** Warm ffmpeg encoders kept ready per format (removes ~65 ms of process start from first audio). */
   ENCODER_POOL_SIZE: IntEnv(0, 64).default(1),
   SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),

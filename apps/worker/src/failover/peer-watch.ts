@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { liveWorkers, workerConnectionName, type RedisKeys, type WorkerInfo } from '@chorus/shared';
+import { WorkerInfo, workerConnectionName, type RedisKeys } from '@chorus/shared';
 
 /**
  * After this worker's own connection (re)connects, peers may still be reconnecting (a Redis restart or failover
@@ -12,12 +12,22 @@ const RECONNECT_GRACE_MS = 2000;
  * open); after a first miss the next look comes CONFIRM_MS later instead of a whole FAILOVER_POLL_MS.
  */
 const MISSES_TO_DECLARE_DEAD = 2;
-const CONFIRM_MS = 100;
+const CONFIRM_MS = 50;
 /**
  * A peer stays watched this long after its heartbeat was last seen: a heartbeat TTL shorter than a slow look
  * (HEARTBEAT_INTERVAL_MS 500 gives 1.5 s) must not let a dead peer slip out of sight before it is handled.
  */
 const REMEMBER_MS = 60_000;
+
+async function workerInfos(redis: Redis, keys: RedisKeys, ids: string[]): Promise<WorkerInfo[]> {
+  if (ids.length === 0) return [];
+  const out: WorkerInfo[] = [];
+  for (const raw of await redis.mget(ids.map((id) => keys.worker(id)))) {
+    const parsed = raw ? WorkerInfo.safeParse(JSON.parse(raw)) : undefined;
+    if (parsed?.success) out.push(parsed.data);
+  }
+  return out;
+}
 
 export interface PeerWatchOptions {
   redis: Redis;
@@ -91,9 +101,13 @@ export class PeerWatch {
   async #poll(): Promise<boolean> {
     const { redis, keys, prefix, selfId } = this.#o;
     if (redis.status !== 'ready' || Date.now() - this.#readyAt < RECONNECT_GRACE_MS) return false;
-    // Peers first: a peer that registers between the two calls then has its connection in the list already.
-    const peers = await liveWorkers(redis, keys);
-    const list = (await redis.client('LIST')) as string;
+    // One round trip for both (a busy event loop makes every await cost): the registry first, so a peer that
+    // registers meanwhile has its connection in the list already.
+    const [[idsErr, ids], [listErr, list]] = (await redis.pipeline().zrangebyscore(keys.workers(), Date.now(), '+inf')
+      .client('LIST').exec()) as [[Error | null, string[]], [Error | null, string]];
+    if (idsErr || listErr) throw (idsErr ?? listErr)!;
+    // The infos every time: a peer's lock owners change when one of its rescue workers comes or goes.
+    const peers = await workerInfos(redis, keys, ids);
     this.#warned = false;
     const names = new Set<string>();
     for (const m of list.matchAll(/ name=(\S+)/g)) names.add(m[1]!);
