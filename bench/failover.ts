@@ -64,6 +64,8 @@ interface Round {
   /** Jobs not held by the killed worker that were started more than once or stalled (must be 0). */
   healthyRestarted: number;
   healthyMaxGapMs: number;
+  /** How long the victim was stopped (SIGSTOP, read its locks) before the SIGKILL; part of its streams' gaps. */
+  stoppedMs: number;
   wallS: number;
 }
 
@@ -100,6 +102,7 @@ async function runRound(mode: Mode, opts: { streams: number; chars: number; kill
     let held: string[] = [];
     let killAt = Number.NaN;
     let killEpoch = Number.NaN;
+    let stoppedMs = 0;
     if (opts.kill) {
       // Kill once the victim holds as many jobs as it has slots and each of their clients has audio (mid-stream).
       const victim = stack.workers[0]!;
@@ -117,6 +120,8 @@ async function runRound(mode: Mode, opts: { streams: number; chars: number; kill
       held = await jobsHeldBy(stack.redis, stack.keys, victim.pid, [queue]);
       victim.process.kill('SIGKILL');
       killEpoch = Date.now();
+      // Counted in every gap below (the victim sends nothing while stopped): say how much of it this was.
+      stoppedMs = performance.now() - killAt;
     }
     const results = await Promise.all(runs);
     const wallS = (performance.now() - t0) / 1000;
@@ -160,7 +165,7 @@ async function runRound(mode: Mode, opts: { streams: number; chars: number; kill
     return {
       mode, kill: opts.kill, hog: opts.hog, load1: round(load1, 2), streams: opts.streams,
       errors: results.filter((r) => r.error || r.status !== 200).length, victims, healthyRestarted,
-      healthyMaxGapMs: round(healthyMaxGapMs), wallS: round(wallS),
+      healthyMaxGapMs: round(healthyMaxGapMs), stoppedMs: round(stoppedMs), wallS: round(wallS),
     };
   } finally {
     await Promise.all(hogs.map((h) => h.stop(500)));

@@ -13,10 +13,13 @@ export async function jobsHeldBy(redis: Redis, keys: RedisKeys, pid: number, que
   const held: string[] = [];
   for (const queue of queues) {
     const base = `${keys.bullPrefix()}:${queue}`;
-    for (const id of await redis.lrange(`${base}:active`, 0, -1)) {
-      const token = await redis.get(`${base}:${id}:lock`);
+    const active = await redis.lrange(`${base}:active`, 0, -1);
+    if (active.length === 0) continue;
+    const tokens = await redis.mget(active.map((id) => `${base}:${id}:lock`));
+    active.forEach((id, i) => {
+      const token = tokens[i];
       if (token && owners.some((o) => token.startsWith(o))) held.push(id);
-    }
+    });
   }
   return held;
 }
