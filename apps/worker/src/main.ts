@@ -201,7 +201,9 @@ for (const w of workers) void w.run();
 const RESCUE_IDLE_MS = 10_000;
 async function rescue(peer: WorkerInfo) {
   if (stopping || !peer.lockOwners?.length) return;
-  for (const worker of workers) {
+  // Realtime lanes first: their jobs are streams someone is listening to.
+  const order = [...workers].sort((a, b) => Number(laneOf.get(b)?.lane === 'realtime') - Number(laneOf.get(a)?.lane === 'realtime'));
+  for (const worker of order) {
     const claimed = await redis.set(keys.failoverClaim(peer.id, worker.name), workerId, 'PX', 60_000, 'NX');
     if (!claimed) continue;
     const ids = await handBack(redis, worker, peer.lockOwners);
@@ -216,8 +218,11 @@ async function rescue(peer: WorkerInfo) {
 
 function startRescueWorker(queue: string, engine: string, slots: number) {
   let started = 0;
+  let closing = false;
   const worker = createWorker(queue, engine, slots, { skipStalledCheck: true });
   const close = () => {
+    if (closing) return;
+    closing = true;
     clearTimeout(idle);
     void worker.close().finally(() => {
       rescues.delete(worker);
@@ -252,7 +257,8 @@ function within(p: Promise<unknown>, ms: number): Promise<boolean> {
 /**
  * SIGTERM: leave the live-worker set first (the API stops routing to us, /readyz stops counting us), stop
  * taking jobs, let active ones finish within SHUTDOWN_GRACE_S, exit 0. Jobs still running after the grace
- * period keep their lock until it expires; another worker then resumes their streams at the published offset.
+ * period keep their lock; once this process's connections close a peer's PeerWatch releases it (or it expires),
+ * and another worker resumes their streams at the published offset.
  */
 async function shutdown(signal: string) {
   if (stopping) return;
