@@ -41,7 +41,7 @@ export async function releaseLocks(
 ): Promise<{ id: string; stalls: number }[]> {
   if (lockOwners.length === 0) return [];
   const flat = (await redis.eval(
-    RELEASE_LOCKS, 3, worker.keys.active, worker.keys.stalled, worker.keys['stalled-check'],
+    RELEASE_LOCKS, 3, worker.toKey('active'), worker.toKey('stalled'), worker.toKey('stalled-check'),
     worker.toKey(''), ...lockOwners.map((id) => `${id}:`),
   )) as (string | number)[];
   const out: { id: string; stalls: number }[] = [];
