@@ -10,8 +10,11 @@
  * A last round runs the `after` workers beside a CPU hog (one busy loop per core) without a kill and counts jobs
  * that stalled or restarted: a failover that mistook a busy worker for a dead one would show there.
  *
- *   node --import tsx bench/failover.ts [--quick] [--streams 50] [--chars 1500] [--rounds 2] [--modes before,after]
- *                                       [--no-hog] [--out file.json]
+ *   node --import tsx bench/failover.ts [--quick] [--streams 50] [--chars 1500] [--rounds 3] [--modes before,after]
+ *                                       [--kill-at 0.5] [--no-hog] [--out file.json]
+ *
+ * The kill comes once the victim's furthest stream is `--kill-at` of the way through (by bytes, against one
+ * request of the same length made first), so there is audio to regenerate; each stream's share is reported.
  */
 import { cpus, loadavg } from 'node:os';
 import { liveWorkers, speechQueueName } from '@chorus/shared';
@@ -49,6 +52,8 @@ interface StreamOutcome {
   pauseMs: number;
   /** Longest gap between two chunks anywhere in the stream (ms). */
   maxGapMs: number;
+  /** Share of the stream's bytes its client had when its worker was stopped: how much had to be regenerated. */
+  doneAtKill: number;
   identical: boolean;
   attemptsStarted: number;
 }
@@ -83,7 +88,9 @@ function maxGap(r: SpeechResult): number {
   return g;
 }
 
-async function runRound(mode: Mode, opts: { streams: number; chars: number; kill: boolean; hog: boolean }): Promise<Round> {
+async function runRound(
+  mode: Mode, opts: { streams: number; chars: number; kill: boolean; hog: boolean; killAt: number },
+): Promise<Round> {
   const load1 = loadavg()[0]!;
   const stack = await BenchStack.start({ workers: 2, workerEnv: MODE_ENV[mode] });
   const hogs: Child[] = [];
@@ -92,6 +99,9 @@ async function runRound(mode: Mode, opts: { streams: number; chars: number; kill
     if (opts.hog) {
       for (let i = 0; i < cpus().length; i++) hogs.push(startChild(process.execPath, ['-e', 'for(;;){}'], {}));
     }
+    // How long a stream of this length is (all texts are the same length but for "Stream <n>."), to kill midway.
+    const probe = await speech(stack.baseUrl, speechBody(textFor(0, opts.chars), FORMAT), { keepChunks: false, timeoutMs: 300_000 });
+    const expectedBytes = probe.bytes;
     const live = new Map<string, SpeechResult>();
     const bodies = Array.from({ length: opts.streams }, (_, i) => speechBody(textFor(i, opts.chars), FORMAT));
     const runs = bodies.map((body) =>
@@ -104,14 +114,16 @@ async function runRound(mode: Mode, opts: { streams: number; chars: number; kill
     let killEpoch = Number.NaN;
     let stoppedMs = 0;
     if (opts.kill) {
-      // Kill once the victim holds as many jobs as it has slots and each of their clients has audio (mid-stream).
+      // Kill once the victim holds as many jobs as it has slots, each of their clients has audio, and the furthest
+      // of them is `killAt` of the way through (killing right at the first byte would leave nothing to regenerate).
       const victim = stack.workers[0]!;
       const slots = (await liveWorkers(stack.redis, stack.keys)).find((w) => w.pid === victim.pid)?.concurrency ?? 1;
       const deadline = Date.now() + 120_000;
       for (;;) {
         const ids = await jobsHeldBy(stack.redis, stack.keys, victim.pid, [queue]);
         const playing = ids.filter((id) => (live.get(id)?.chunks.length ?? 0) > 0);
-        if ((ids.length >= slots && playing.length === ids.length) || Date.now() > deadline) break;
+        const furthest = Math.max(0, ...ids.map((id) => (live.get(id)?.bytes ?? 0) / expectedBytes));
+        if ((ids.length >= slots && playing.length === ids.length && furthest >= opts.killAt) || Date.now() > deadline) break;
         await sleep(20);
       }
       // Stopped, it keeps its connections and locks but takes nothing new: the snapshot is exactly what dies.
@@ -154,7 +166,7 @@ async function runRound(mode: Mode, opts: { streams: number; chars: number; kill
         victims.push({
           jobId: r.jobId, ok: !r.error && r.status === 200, midStream: before.length > 0 && after.length > 0,
           pauseMs: before.length && after.length ? gapAfter(r, killAt) : Number.NaN,
-          maxGapMs: maxGap(r), identical: !!r.body && !!ref.body && ref.status === 200 && r.body.equals(ref.body),
+          maxGapMs: maxGap(r), doneAtKill: round(before.reduce((a, c) => a + c.bytes, 0) / r.bytes, 2), identical: !!r.body && !!ref.body && ref.status === 200 && r.body.equals(ref.body),
           attemptsStarted,
         });
       } else {
@@ -177,21 +189,23 @@ export async function runFailover() {
   markStart();
   const streams = Number(arg('streams') ?? (QUICK ? 6 : 50));
   const chars = Number(arg('chars') ?? (QUICK ? 500 : 1500));
-  const rounds = Number(arg('rounds') ?? (QUICK ? 1 : 2));
+  const rounds = Number(arg('rounds') ?? (QUICK ? 1 : 3));
+  const killAt = Number(arg('kill-at') ?? (QUICK ? 0 : 0.5));
   const modes = (arg('modes') ?? 'before,after').split(',') as Mode[];
   const hog = !process.argv.includes('--no-hog');
   const out: Round[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
       for (const mode of modes) {
-        const round_ = await runRound(mode, { streams, chars, kill: true, hog: false });
+        const round_ = await runRound(mode, { streams, chars, kill: true, hog: false, killAt });
         console.log(`round ${r + 1} ${mode}: load ${round_.load1}, ${round_.victims.length} killed-worker streams, ` +
-          `gaps after the kill ${round_.victims.map((v) => round(v.pauseMs)).join(', ')} ms, ${round_.wallS} s`);
+          `gaps after the kill ${round_.victims.map((v) => round(v.pauseMs)).join(', ')} ms ` +
+          `(streams ${round_.victims.map((v) => `${Math.round(v.doneAtKill * 100)}%`).join(', ')} done), ${round_.wallS} s`);
         out.push(round_);
       }
     }
     if (hog) {
-      const r = await runRound('after', { streams, chars, kill: false, hog: true });
+      const r = await runRound('after', { streams, chars, kill: false, hog: true, killAt });
       console.log(`CPU hog round (after, no kill): load ${r.load1}, ${r.healthyRestarted} jobs restarted/stalled, ${r.errors} errors`);
       out.push(r);
     }
@@ -214,6 +228,7 @@ export async function runFailover() {
       healthyMaxGap: round(Math.max(...out.filter((r) => r.mode === mode && r.kill).map((r) => r.healthyMaxGapMs))),
       loads: out.filter((r) => r.mode === mode && r.kill).map((r) => r.load1),
       pauses: [...pauses].sort((a, b) => a - b).map((p) => round(p)),
+      doneAtKill: v.map((x) => x.doneAtKill).sort((a, b) => a - b),
     };
   };
   const summary = modes.map(byMode);
@@ -221,7 +236,9 @@ export async function runFailover() {
     `(${rounds} round(s) per mode; the killed worker's own streams)`,
     ['mode', 'streams', 'mid-stream', 'gap after kill p50', 'max', 'longest gap p50', 'max', 'not identical', 'others restarted', 'others longest gap', 'errors', 'load'],
     summary.map((s) => [s.mode, s.victims, s.midStream, s.pauseP50, s.pauseMax, s.maxGapP50, s.maxGapMax, s.notIdentical, s.healthyRestarted, s.healthyMaxGap, s.errors, s.loads.join('/')]));
-  for (const s of summary) console.log(`${s.mode}: gaps after the kill (ms, sorted): ${s.pauses.join(', ')}`);
+  for (const s of summary) {
+    console.log(`${s.mode}: gaps after the kill (ms, sorted): ${s.pauses.join(', ')}; share of each stream out at the kill: ${s.doneAtKill.join(', ')}`);
+  }
   const hogRound = out.find((r) => r.hog);
   const after = summary.find((s) => s.mode === 'after');
   const targets = after ? verdicts([
@@ -230,7 +247,7 @@ export async function runFailover() {
     ...(hogRound ? [{ name: 'jobs restarted beside a CPU hog (no kill)', measured: hogRound.healthyRestarted, limit: 0, op: 'le' as const }] : []),
   ]) : [];
   writeResults('failover', {
-    params: { streams, chars, format: FORMAT, rounds, modes, workers: 2, hog, quick: QUICK },
+    params: { streams, chars, format: FORMAT, rounds, modes, workers: 2, hog, killAt, quick: QUICK },
     summary, rounds: out, targets,
   }, arg('out'));
 }
