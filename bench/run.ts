@@ -14,6 +14,7 @@ import { runBatch } from './batch.ts';
 import { renderChart } from './chart.ts';
 import { runConcurrency } from './concurrency.ts';
 import { runFanout } from './fanout.ts';
+import { runFailover } from './failover.ts';
 import { runInputLength } from './input-length.ts';
 import { sleep } from './lib/load.ts';
 import { runOverhead } from './overhead.ts';
@@ -29,6 +30,8 @@ const ALL = {
   backlog: runBacklog,
   admission: () => runAdmission(),
   batch: runBatch,
+  // ~10 minutes: 2 × 3 rounds of 50 streams with a worker killed, and a round beside a CPU hog.
+  failover: runFailover,
   // Last: a CPU profile of the API and worker under the overhead benchmark's heaviest service case.
   profile: () => runProfile('pcm'),
 } as const;

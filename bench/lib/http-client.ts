@@ -30,6 +30,8 @@ export interface SpeechResult {
   retryAfterMs?: number;
   /** `error.code` of a JSON error body (a non-200 answer). */
   errorCode?: string;
+  /** The body, when asked for (keepBody). */
+  body?: Buffer;
 }
 
 export interface SpeechRequestOptions {
@@ -41,6 +43,10 @@ export interface SpeechRequestOptions {
   /** Keep every chunk's arrival (for underrun); otherwise only counts. @defaultValue true */
   keepChunks?: boolean;
   timeoutMs?: number;
+  /** Keep the body bytes (result.body), e.g. to compare with a reference run. */
+  keepBody?: boolean;
+  /** Called once the response headers are in, with the result object that then fills up as chunks arrive. */
+  onResponse?: (result: SpeechResult) => void;
 }
 
 /** POST /v1/audio/speech over raw http.request; resolves (never rejects) with timings and any error. */
@@ -53,6 +59,7 @@ export function speech(baseUrl: string, body: Record<string, unknown>, opts: Spe
       status: 0, ttfbMs: Number.NaN, totalMs: Number.NaN, bytes: 0, chunks: [], startedAt, sentAtEpochMs: Date.now(),
     };
     let settled = false;
+    const parts: Buffer[] = [];
     const finish = (error?: string) => {
       if (settled) return;
       settled = true;
@@ -88,6 +95,7 @@ export function speech(baseUrl: string, body: Record<string, unknown>, opts: Spe
           }
         });
       }
+      opts.onResponse?.(result);
       let firstAt = 0;
       res.on('data', (chunk: Buffer) => {
         const t = performance.now() - startedAt;
@@ -96,6 +104,7 @@ export function speech(baseUrl: string, body: Record<string, unknown>, opts: Spe
           firstAt = t;
         }
         result.bytes += chunk.length;
+        if (opts.keepBody) parts.push(chunk);
         if (opts.keepChunks !== false) result.chunks.push({ t, bytes: chunk.length });
         if (opts.readBytesPerSec) {
           // How far ahead of a real-time reader we are; pause the socket until it catches up.
@@ -105,6 +114,9 @@ export function speech(baseUrl: string, body: Record<string, unknown>, opts: Spe
             setTimeout(() => res.resume(), dueMs);
           }
         }
+      });
+      res.on('end', () => {
+        if (opts.keepBody) result.body = Buffer.concat(parts);
       });
       res.on('end', () => finish(result.status === 200 ? undefined : `status ${result.status}`));
       res.on('error', (err) => finish(err.message));

@@ -1,9 +1,10 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { Queue, Worker } from 'bullmq';
+import { Queue, Worker, type WorkerOptions } from 'bullmq';
 import {
   BATCH_CONTROL_QUEUE, createLogger, createRedisClient, createStorage, ERRORS, FINALIZE_JOB, JOB_CATALOG, JOB_NAMES,
-  loadWorkerConfig, publishHeartbeat, RedisKeys, removeWorker, speechQueueName, TtsJob, waitForReady, LANES, type WorkerInfo,
+  loadWorkerConfig, publishHeartbeat, RedisKeys, removeWorker, speechQueueName, TtsJob, waitForReady, LANES, workerConnectionName,
+  type Lane, type WorkerInfo,
 } from '@chorus/shared';
 import { createEngines } from './engines/engine-registry.ts';
 import type { TtsEngine } from './engines/engine.ts';
@@ -15,6 +16,8 @@ import { terminateStream } from './stream/terminate-stream.ts';
 import { WorkerMetrics } from './metrics.ts';
 import { settleItem, type BatchDeps } from './batch/storage-sink.ts';
 import { finalizeBatch } from './batch/finalize.ts';
+import { PeerWatch } from './failover/peer-watch.ts';
+import { handBack } from './failover/hand-back.ts';
 
 const config = loadWorkerConfig();
 const logger = createLogger(config.logLevel, 'chorus-worker');
@@ -30,8 +33,10 @@ process.on('unhandledRejection', (err) => {
 
 const keys = new RedisKeys(config.redis.prefix);
 const workerId = config.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-const redis = createRedisClient(config.redis, 'worker', logger);
-const subscriber = createRedisClient(config.redis, 'blocking', logger);
+// Named after this process (BullMQ's blocking connections duplicate it, name included): peers see it die.
+const connectionName = workerConnectionName(config.redis.prefix, workerId);
+const redis = createRedisClient(config.redis, 'worker', logger, connectionName);
+const subscriber = createRedisClient(config.redis, 'blocking', logger, connectionName);
 await waitForReady(redis, 30_000);
 
 // Engines load their models here, before the worker takes jobs. A missing or broken model file stops the worker
@@ -82,13 +87,20 @@ const lanes = [...engines.keys()].flatMap((engine) =>
   LANES.map((lane) => ({ engine, lane, concurrency: lane === 'realtime' ? config.concurrency : config.batchConcurrency }))
     .filter((l) => l.concurrency > 0),
 );
-const workers = lanes.map(({ engine, lane, concurrency }) => {
+/** Jobs running per queue (a realtime lane's free slots decide whether a failover needs extra ones). */
+const running = new Map<string, number>();
+function createWorker(queue: string, engine: string, concurrency: number, extra: Partial<WorkerOptions> = {}) {
   const worker = new Worker(
-    speechQueueName(engine, lane),
+    queue,
     async (job, token, signal) => {
       const processor = processors[job.name as keyof typeof processors];
       if (!processor) throw new Error(`unknown job name ${job.name}`);
-      return processor(job, token, signal);
+      running.set(queue, (running.get(queue) ?? 0) + 1);
+      try {
+        return await processor(job, token, signal);
+      } finally {
+        running.set(queue, running.get(queue)! - 1);
+      }
     },
     {
       connection: redis,
@@ -99,6 +111,7 @@ const workers = lanes.map(({ engine, lane, concurrency }) => {
       maxStalledCount: config.maxStartedAttempts,
       maxStartedAttempts: config.maxStartedAttempts,
       autorun: false,
+      ...extra,
     },
   );
   worker.on('error', (err) => logger.warn({ err: err.message, engine }, 'worker error'));
@@ -123,6 +136,13 @@ const workers = lanes.map(({ engine, lane, concurrency }) => {
   });
   metrics.watchWorker(worker, engine);
   return worker;
+}
+
+const laneOf = new Map<Worker, { engine: string; lane: Lane; concurrency: number }>();
+const workers = lanes.map((l) => {
+  const worker = createWorker(speechQueueName(l.engine, l.lane), l.engine, l.concurrency);
+  laneOf.set(worker, l);
+  return worker;
 });
 
 // The control queue: batch finalizers (small, durable; one per batch by job id).
@@ -137,13 +157,17 @@ const controlWorker = new Worker(
 controlWorker.on('error', (err) => logger.warn({ err: err.message }, 'control worker error'));
 workers.push(controlWorker);
 
+/** Short-lived extra workers that give a dead peer's realtime jobs a slot at once (see rescue()). */
+const rescues = new Set<Worker>();
+
 await cancels.start((jobId) => {
-  for (const w of workers) w.cancelJob(jobId, 'cancelled by client');
+  for (const w of [...workers, ...rescues]) w.cancelJob(jobId, 'cancelled by client');
 }, logger);
 
 const info = (): WorkerInfo => ({
   id: workerId, engines: [...engines.keys()], concurrency: config.concurrency, host: hostname(), pid: process.pid,
   startedAt, accepting: !stopping, models: loadedModels.length > 0 ? loadedModels : undefined,
+  lockOwners: [...workers, ...rescues].map((w) => w.id),
 });
 const loadedModels = [...engines.values()].flatMap((e) => (e.loaded ? [e.loaded()] : []));
 const startedAt = Date.now();
@@ -164,6 +188,62 @@ if (config.metricsPort > 0) {
 }
 
 for (const w of workers) void w.run();
+
+/*
+ * Failover: a peer whose connections vanished (PeerWatch) has its jobs handed back by one survivor per queue
+ * (SET NX claim): its locks are released and BullMQ's stalled check moves the jobs to the head of wait at once,
+ * instead of after lock expiry plus up to two checks (7 s of silence measured with the defaults). A realtime job
+ * is a stream someone is listening to, so it must not wait for a slot either: when this worker's lane has fewer
+ * free slots than jobs handed back, a short-lived extra BullMQ worker takes the difference (it stops fetching once
+ * it has started that many, and closes when they finish). The extra slots are bounded by the dead worker's own
+ * concurrency and only last one job each.
+ */
+const RESCUE_IDLE_MS = 10_000;
+async function rescue(peer: WorkerInfo) {
+  if (stopping || !peer.lockOwners?.length) return;
+  // Realtime lanes first: their jobs are streams someone is listening to.
+  const order = [...workers].sort((a, b) => Number(laneOf.get(b)?.lane === 'realtime') - Number(laneOf.get(a)?.lane === 'realtime'));
+  for (const worker of order) {
+    const claimed = await redis.set(keys.failoverClaim(peer.id, worker.name), workerId, 'PX', 60_000, 'NX');
+    if (!claimed) continue;
+    const ids = await handBack(redis, worker, peer.lockOwners);
+    if (ids.length === 0) continue;
+    const lane = laneOf.get(worker);
+    const free = lane ? Math.max(0, lane.concurrency - (running.get(worker.name) ?? 0)) : 0;
+    const extra = lane?.lane === 'realtime' ? Math.max(0, ids.length - free) : 0;
+    logger.warn({ peer: peer.id, queue: worker.name, jobs: ids, extraSlots: extra }, 'dead worker\'s jobs handed back');
+    if (extra > 0 && !stopping) startRescueWorker(worker.name, lane!.engine, extra);
+  }
+}
+
+function startRescueWorker(queue: string, engine: string, slots: number) {
+  let started = 0;
+  let closing = false;
+  const worker = createWorker(queue, engine, slots, { skipStalledCheck: true });
+  const close = () => {
+    if (closing) return;
+    closing = true;
+    clearTimeout(idle);
+    void worker.close().finally(() => {
+      rescues.delete(worker);
+      void beat();
+    });
+  };
+  // Stops fetching once it has its `slots` jobs (close() lets running jobs finish), or when none came.
+  worker.on('active', () => {
+    if (++started >= slots) close();
+  });
+  const idle = setTimeout(close, RESCUE_IDLE_MS);
+  idle.unref();
+  rescues.add(worker);
+  void beat(); // peers must know its lock ids if this process dies too
+  void worker.run();
+}
+
+const peers = new PeerWatch({
+  redis, keys, prefix: config.redis.prefix, selfId: workerId, pollMs: config.failoverPollMs, logger, onDead: rescue,
+});
+peers.start();
 logger.info({ workerId, engines: [...engines.keys()], concurrency: config.concurrency }, 'worker ready');
 
 /** Resolves true when `p` settled within `ms`, false otherwise (each shutdown step waits on Redis). */
@@ -177,7 +257,8 @@ function within(p: Promise<unknown>, ms: number): Promise<boolean> {
 /**
  * SIGTERM: leave the live-worker set first (the API stops routing to us, /readyz stops counting us), stop
  * taking jobs, let active ones finish within SHUTDOWN_GRACE_S, exit 0. Jobs still running after the grace
- * period keep their lock until it expires; another worker then resumes their streams at the published offset.
+ * period keep their lock; once this process's connections close a peer's PeerWatch releases it (or it expires),
+ * and another worker resumes their streams at the published offset.
  */
 async function shutdown(signal: string) {
   if (stopping) return;
@@ -185,12 +266,14 @@ async function shutdown(signal: string) {
   const graceMs = config.shutdownGraceS * 1000;
   logger.info({ signal, graceS: config.shutdownGraceS }, 'shutting down: finishing active jobs');
   clearInterval(heartbeat);
+  peers.stop();
   await within(removeWorker(redis, keys, workerId), 2000);
   // worker.close() waits for active jobs with no limit of its own.
-  const finished = await within(Promise.all(workers.map((w) => w.close())), graceMs);
+  const all = [...workers, ...rescues];
+  const finished = await within(Promise.all(all.map((w) => w.close())), graceMs);
   if (!finished) {
     logger.warn('grace period over; leaving remaining jobs to stall recovery');
-    await within(Promise.all(workers.map((w) => w.close(true))), 2000);
+    await within(Promise.all(all.map((w) => w.close(true))), 2000);
   }
   encoders.close();
   await within(control.close(), 2000);

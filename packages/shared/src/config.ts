@@ -141,6 +141,12 @@ const WorkerEnv = CommonEnv.extend({
   /** A job whose processing starts more often than this (it keeps crashing workers) fails. */
   MAX_STARTED_ATTEMPTS: IntEnv(1, 100).default(3),
   HEARTBEAT_INTERVAL_MS: IntEnv(200, 60_000).default(2000),
+  /**
+   * How often each worker looks (CLIENT LIST) for live peers whose Redis connections are gone: a dead worker's
+   * jobs are handed back after two looks (the second 50 ms after the first) instead of after lock expiry and stalled
+   * checks. 0 = off (stall recovery only).
+   */
+  FAILOVER_POLL_MS: IntEnv(0, 60_000).default(200),
   /** Warm ffmpeg encoders kept ready per format (removes ~65 ms of process start from first audio). */
   ENCODER_POOL_SIZE: IntEnv(0, 64).default(1),
   SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),
@@ -285,6 +291,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     stalledIntervalMs: e.STALLED_INTERVAL_MS,
     maxStartedAttempts: e.MAX_STARTED_ATTEMPTS,
     heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
+    failoverPollMs: e.FAILOVER_POLL_MS,
     encoderPoolSize: e.ENCODER_POOL_SIZE,
     shutdownGraceS: e.SHUTDOWN_GRACE_S,
     workerId: e.WORKER_ID,

@@ -7,6 +7,7 @@
  *   {prefix}:cancel                    pubsub  job ids to cancel, for the worker holding the job
  *   {prefix}:workers                   zset    workerId -> heartbeat expiry (ms since epoch)
  *   {prefix}:worker:<workerId>         string  JSON WorkerInfo; TTL = heartbeat TTL
+ *   {prefix}:failover:<workerId>:<queue> string  which survivor hands a dead worker's jobs in <queue> back (SET NX; TTL)
  *   {prefix}:ratelimit:<client>        string  requests in the current minute (@fastify/rate-limit RedisStore);
  *                                      <client> is k:<HMAC of the API key> or ip:<address>
  *   {prefix}:identity-secret           string  per-deployment HMAC secret naming API keys (SET NX once; no TTL)
@@ -107,6 +108,11 @@ export class RedisKeys {
 
   ownerOpenBatches(owner: string | undefined): string {
     return `${this.prefix}:batches:open:${owner ?? '-'}`;
+  }
+
+  /** Claimed (SET NX) by the one survivor that hands a dead worker's jobs in `queue` back. */
+  failoverClaim(workerId: string, queue: string): string {
+    return `${this.prefix}:failover:${workerId}:${queue}`;
   }
 
   /** BullMQ's own `prefix` option. */

@@ -12,10 +12,11 @@ import { monitorLink } from './redis-link-monitor.ts';
  */
 export type RedisRole = 'producer' | 'worker' | 'blocking';
 
-export function createRedisClient(config: RedisConfig, role: RedisRole, logger?: Logger): Redis {
+/** `name` replaces the connection's default CLIENT SETNAME (`chorus-<role>`), e.g. workerConnectionName(). */
+export function createRedisClient(config: RedisConfig, role: RedisRole, logger?: Logger, name?: string): Redis {
   const url = new URL(config.url);
   const base: RedisOptions = {
-    connectionName: `chorus-${role}`,
+    connectionName: name ?? `chorus-${role}`,
     password: url.password ? decodeURIComponent(url.password) : undefined,
     username: url.username ? decodeURIComponent(url.username) : undefined,
     db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0,

@@ -19,8 +19,22 @@ export const WorkerInfo = z.object({
   models: z
     .array(z.object({ engine: z.string(), device: z.enum(['cpu', 'cuda']), voices: z.array(z.string()) }))
     .optional(),
+  /**
+   * The ids of this process's BullMQ workers: each job lock it holds carries `<id>:<n>` as its token. A survivor
+   * that sees this worker's Redis connection gone releases exactly those locks (apps/worker/src/failover).
+   */
+  lockOwners: z.array(z.string()).optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
+
+/**
+ * The CLIENT SETNAME of a worker process's connections. A process that dies (SIGKILL, OOM kill, crash) loses its
+ * connections at once, so their absence from CLIENT LIST says it is gone long before its heartbeat or its job
+ * locks expire.
+ */
+export function workerConnectionName(prefix: string, workerId: string): string {
+  return `chorus-worker:${prefix}:${workerId}`;
+}
 
 export async function publishHeartbeat(redis: Redis, keys: RedisKeys, info: WorkerInfo, ttlMs: number) {
   const now = Date.now();
