@@ -14,7 +14,8 @@ export const isFfmpegFormat = (format: AudioFormat): format is FfmpegFormat => f
  * Keeps `size` ffmpeg encoders per container and input rate started and idle on stdin. Starting ffmpeg costs
  * ~65 ms, most of a short request's time to first byte; a warm one emits its first bytes ~2.5 ms after the first
  * PCM arrives. Idle processes cost ~47 MB RSS each, mostly shared libraries. The input rate is fixed when ffmpeg
- * starts, so the pool is kept per rate: the engines' native rates (`warm`), and any other rate once it was asked for.
+ * starts, so the pool is kept per rate, for the rates given to `warm` (the engines' native rates) only: a job at
+ * another rate (24 kHz PCM before a tempo stage, a Piper voice at 16 kHz) gets a fresh encoder.
  */
 export class EncoderPool {
   readonly #size: number;
@@ -27,7 +28,12 @@ export class EncoderPool {
 
   /** Fills every container's pool for these input rates (call at start-up with the engines' native rates). */
   warm(rates: readonly number[] = [OUTPUT_SAMPLE_RATE]): void {
-    for (const rate of new Set(rates)) for (const f of FFMPEG_FORMATS) this.#refill(f, rate);
+    for (const rate of new Set(rates)) {
+      for (const f of FFMPEG_FORMATS) {
+        this.#idle.set(`${f}@${rate}`, this.#idle.get(`${f}@${rate}`) ?? []);
+        this.#refill(f, rate);
+      }
+    }
   }
 
   /**
@@ -38,7 +44,8 @@ export class EncoderPool {
   acquire(format: AudioFormat, background = false, inputRate = OUTPUT_SAMPLE_RATE): AudioEncoder {
     if (!isFfmpegFormat(format)) return new RawEncoder(format);
     if (background) return new FfmpegEncoder(format, BACKGROUND_NICENESS, inputRate);
-    const idle = this.#idle.get(`${format}@${inputRate}`) ?? [];
+    const idle = this.#idle.get(`${format}@${inputRate}`);
+    if (!idle) return new FfmpegEncoder(format, 0, inputRate);
     let encoder: FfmpegEncoder | undefined;
     while ((encoder = idle.shift()) && !encoder.usable) encoder.destroy();
     // Refill after this tick so the spawn does not delay the job that just took one.
@@ -48,9 +55,7 @@ export class EncoderPool {
 
   #refill(format: FfmpegFormat, rate: number) {
     if (this.#closed) return;
-    const key = `${format}@${rate}`;
-    let idle = this.#idle.get(key);
-    if (!idle) this.#idle.set(key, (idle = []));
+    const idle = this.#idle.get(`${format}@${rate}`)!;
     while (idle.length < this.#size) idle.push(new FfmpegEncoder(format, 0, rate));
   }
 
