@@ -8,6 +8,9 @@ const FFMPEG_FORMATS: readonly FfmpegFormat[] = ['mp3', 'opus', 'aac', 'flac'];
 /** CPU niceness of batch items' child processes (espeak-ng, ffmpeg): realtime work runs first on a busy host. */
 export const BACKGROUND_NICENESS = 10;
 
+/** Longest a used warm encoder waits for its replacement when the job that took it has no output yet. */
+const REFILL_DELAY_MS = 100;
+
 export const isFfmpegFormat = (format: AudioFormat): format is FfmpegFormat => format !== 'wav' && format !== 'pcm';
 
 /**
@@ -48,9 +51,20 @@ export class EncoderPool {
     if (!idle) return new FfmpegEncoder(format, 0, inputRate);
     let encoder: FfmpegEncoder | undefined;
     while ((encoder = idle.shift()) && !encoder.usable) encoder.destroy();
-    // Refill after this tick so the spawn does not delay the job that just took one.
-    setImmediate(() => this.#refill(format, inputRate));
-    return encoder ?? new FfmpegEncoder(format, 0, inputRate);
+    encoder ??= new FfmpegEncoder(format, 0, inputRate);
+    // Refill once the job that took it has its first bytes (or after REFILL_DELAY_MS): spawning forks the whole
+    // worker and blocks its event loop for milliseconds (more on a busy host), which must not fall between a job's
+    // engine start and its first byte.
+    let refilled = false;
+    const refill = () => {
+      if (refilled) return;
+      refilled = true;
+      clearTimeout(timer);
+      this.#refill(format, inputRate);
+    };
+    const timer = setTimeout(refill, REFILL_DELAY_MS);
+    encoder.onFirstOutput(() => setImmediate(refill));
+    return encoder;
   }
 
   #refill(format: FfmpegFormat, rate: number) {

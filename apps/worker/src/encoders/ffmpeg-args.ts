@@ -15,7 +15,6 @@ export function pcmInputArgs(rate = OUTPUT_SAMPLE_RATE): string[] {
   return ['-f', 's16le', '-ar', String(rate), '-ac', '1', '-probesize', '32', '-analyzeduration', '0'];
 }
 
-export const PCM_INPUT_ARGS = pcmInputArgs();
 
 const COMMON_OUTPUT_ARGS = ['-fflags', '+bitexact', '-flags:a', '+bitexact', '-map_metadata', '-1', '-flush_packets', '1'];
 
@@ -45,7 +44,7 @@ export function atempoFilter(factor: number): string {
   return parts.join(',');
 }
 
-/** PCM → time-stretched PCM (speeds an engine cannot reach natively). */
-export function tempoOutputArgs(factor: number): string[] {
-  return ['-af', atempoFilter(factor), '-f', 's16le', '-ar', String(OUTPUT_SAMPLE_RATE), '-ac', '1'];
+/** PCM → time-stretched PCM at `rate` (speeds an engine cannot reach natively). */
+export function tempoOutputArgs(factor: number, rate = OUTPUT_SAMPLE_RATE): string[] {
+  return ['-af', atempoFilter(factor), '-f', 's16le', '-ar', String(rate), '-ac', '1'];
 }

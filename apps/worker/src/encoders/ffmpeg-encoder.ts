@@ -23,6 +23,11 @@ export class FfmpegEncoder implements AudioEncoder {
     return !this.#process.failed;
   }
 
+  /** Called once, on the first encoded bytes. */
+  onFirstOutput(fn: () => void): void {
+    this.#process.output.once('data', () => fn());
+  }
+
   attach(sink: EncodedSink): void {
     this.#process.output.on('data', (chunk: Buffer) => sink(chunk));
   }

@@ -123,13 +123,20 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const engineSpeed = Math.min(maxSpeed, Math.max(minSpeed, data.speed));
     const residualTempo = data.speed / engineSpeed;
     const needsTempo = Math.abs(residualTempo - 1) > 1e-3;
-    // Piper voices differ in rate (16 kHz, 22,050 Hz): the speaker's own.
-    const engineRate = engine.sampleRateFor?.(data.speaker) ?? engine.sampleRate;
-    // An ffmpeg encoder takes the engine's PCM as it is and resamples it to 24 kHz in C: the JS resampler was
-    // most of the worker's own CPU per request (bench/profile.ts). It stays for wav/pcm (no ffmpeg) and before a
-    // tempo stage (which works on 24 kHz PCM).
-    const resampleHere = !isFfmpegFormat(data.format) || needsTempo;
-    const pcmRate = resampleHere ? OUTPUT_SAMPLE_RATE : engineRate;
+    // Piper voices differ in rate (16 kHz, 22,050 Hz): the speaker's own. (Throws for a voice this worker lacks:
+    // published below like any failure of the run.)
+    let engineRate = engine.sampleRate;
+    let rateError: unknown;
+    try {
+      engineRate = engine.sampleRateFor?.(data.speaker) ?? engine.sampleRate;
+    } catch (err) {
+      rateError = err;
+    }
+    // An ffmpeg encoder (or a tempo stage) takes the engine's PCM as it is and resamples it to 24 kHz in C: the
+    // JS resampler was most of the worker's own CPU per request (bench/profile.ts). It stays for wav/pcm
+    // without a tempo stage (no ffmpeg at all).
+    const pcmRate = isFfmpegFormat(data.format) ? engineRate : OUTPUT_SAMPLE_RATE;
+    const resampleHere = !isFfmpegFormat(data.format) && !needsTempo;
     const encoder = deps.encoders.acquire(data.format, background, pcmRate);
     encoder.attach((chunk) => writer.push(chunk));
 
@@ -155,7 +162,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       }
       await encoder.write(pcm);
     };
-    const tempo = needsTempo ? new TempoStage(residualTempo, toEncoder) : undefined;
+    const tempo = needsTempo ? new TempoStage(residualTempo, toEncoder, { inRate: engineRate, outRate: pcmRate }) : undefined;
     const halt = () => {
       stop.abort();
       tempo?.destroy();
@@ -164,6 +171,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     abort.addEventListener('abort', halt, { once: true });
 
     try {
+      if (rateError) throw rateError;
       const resampler = resampleHere ? resamplerFor(engineRate) : undefined;
       const write = async (pcm: Buffer) => {
         if (pcm.length === 0) return;
@@ -174,7 +182,10 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
         // (and Redis replies) through while the rest is resampled.
         await yieldToEventLoop();
       };
-      for (const segment of segmentText(data.text)) {
+      // One engine call per job for engines that stream a whole text (espeak-ng): one process start, not one per
+      // segment; its first audio comes as early as a short first segment's would (bench/input-length.ts).
+      const segments = engine.wholeText ? (data.text.trim() ? [data.text] : []) : segmentText(data.text);
+      for (const segment of segments) {
         stop.signal.throwIfAborted();
         // Resampled and encoded as the engine produces it: first audio does not wait for the whole first
         // segment (bench/input-length.ts). Same bytes as resampling the segment in one piece.
