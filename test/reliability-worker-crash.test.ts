@@ -48,7 +48,8 @@ describe('worker SIGKILL mid-stream (2 workers, 20 concurrent streams)', () => {
     // Lock and stall settings are the shipped defaults (LOCK_DURATION_MS 6000, STALLED_INTERVAL_MS 3000). This
     // measures crash recovery, not admission: on a loaded machine the last of 20 long jobs on 4 slots can wait past
     // the default QUEUE_TIMEOUT_S (a 503 in the clean run at load 12), so the queue timeout is out of the way.
-    stack = await startStack({ redisUrl: inject('redisUrl'), workers: 2, apiEnv: { QUEUE_TIMEOUT_S: '300' } });
+    // Two slots per worker (not the per-core default), as the kill condition below counts them.
+    stack = await startStack({ redisUrl: inject('redisUrl'), workers: 2, apiEnv: { QUEUE_TIMEOUT_S: '300' }, workerEnv: { WORKER_CONCURRENCY: '2' } });
   });
   afterAll(async () => {
     await stack?.stop();
