@@ -7,10 +7,14 @@
  * ratio (median over rounds of each side's req/s), TTFB p50/p95 (all requests of a side pooled), CPU per request
  * by process.
  *
+ * `--compare-concurrency 2,4,8,16` adds one more Chorus stack per WORKER_CONCURRENCY value (modes `wc=N`), run in
+ * the same rounds: how many slots the default should give (the ratios stay default Chorus / naive).
+ *
  *   node --import tsx bench/naive.ts [--quick] [--rounds N] [--levels 1,4,8] [--format mp3]
- *                                    [--worker-env KEY=V,KEY=V] [--out FILE]
+ *                                    [--worker-env KEY=V,KEY=V] [--compare-concurrency 2,8] [--out FILE]
  */
 import path from 'node:path';
+import { defaultWorkerConcurrency } from '@chorus/shared';
 import { AGENT, speech, speechBody, type SpeechResult } from './lib/http-client.ts';
 import { closedLoop } from './lib/load.ts';
 import { isMain } from './lib/main.ts';
@@ -34,10 +38,12 @@ export interface NaiveOptions {
   /** Extra worker environment (e.g. WORKER_CONCURRENCY=4 to compare with a non-default setting). */
   workerEnv?: Record<string, string>;
   out?: string;
+  /** Extra Chorus stacks, one per WORKER_CONCURRENCY value, measured in the same rounds. */
+  compareConcurrency?: number[];
 }
 
-type Mode = 'chorus' | 'naive';
-const MODES: Mode[] = ['chorus', 'naive'];
+/** `chorus` (defaults), `naive`, or `wc=N` (Chorus with WORKER_CONCURRENCY=N). */
+type Mode = string;
 
 async function startNaive(): Promise<{ child: Child; url: string }> {
   const child = startChild(process.execPath, ['--import', 'tsx', NAIVE_MAIN], {}, ROOT);
@@ -60,22 +66,29 @@ export async function runNaive(opts: NaiveOptions = {}) {
   const format = opts.format ?? 'mp3';
   const requestsFor = (c: number) => (QUICK ? Math.max(2, c) : Math.max(12, 4 * c));
   // Only what a benchmark stack needs: everything else (WORKER_CONCURRENCY, ENCODER_POOL_SIZE, ...) is the default.
-  const stack = await BenchStack.start({ workers: 1, workerEnv: { ENGINES: 'espeak', ...opts.workerEnv }, redisAppendOnly: true });
+  const startChorus = (env: Record<string, string> = {}) =>
+    BenchStack.start({ workers: 1, workerEnv: { ENGINES: 'espeak', ...opts.workerEnv, ...env }, redisAppendOnly: true });
+  const stacks = new Map<Mode, BenchStack>();
   let naive: { child: Child; url: string } | undefined;
   try {
+    stacks.set('chorus', await startChorus());
+    for (const n of opts.compareConcurrency ?? []) stacks.set(`wc=${n}`, await startChorus({ WORKER_CONCURRENCY: String(n) }));
     naive = await startNaive();
-    const urls: Record<Mode, string> = { chorus: stack.baseUrl, naive: naive.url };
-    const worker = stack.workers[0]!.pid;
+    const MODES: Mode[] = ['chorus', 'naive', ...[...stacks.keys()].filter((m) => m !== 'chorus')];
+    const urls: Record<Mode, string> = { naive: naive.url, ...Object.fromEntries([...stacks].map(([m, st]) => [m, st.baseUrl])) };
     const naivePid = naive.child.pid;
     /** CPU ms so far per process; `children` = the espeak-ng / ffmpeg runs it reaped. */
-    const cpu = (mode: Mode): Record<string, number> => mode === 'chorus'
-      ? {
-          api: cpuMs(stack.api.pid), worker: cpuMs(worker), 'worker children': cpuMs(worker, { children: true }) - cpuMs(worker),
-          redis: cpuMs(stack.redisServer.child.pid), client: cpuMs('self'),
-        }
-      : { server: cpuMs(naivePid), 'server children': cpuMs(naivePid, { children: true }) - cpuMs(naivePid), client: cpuMs('self') };
+    const cpu = (mode: Mode): Record<string, number> => {
+      const stack = stacks.get(mode);
+      if (!stack) return { server: cpuMs(naivePid), 'server children': cpuMs(naivePid, { children: true }) - cpuMs(naivePid), client: cpuMs('self') };
+      const worker = stack.workers[0]!.pid;
+      return {
+        api: cpuMs(stack.api.pid), worker: cpuMs(worker), 'worker children': cpuMs(worker, { children: true }) - cpuMs(worker),
+        redis: cpuMs(stack.redisServer.child.pid), client: cpuMs('self'),
+      };
+    };
     const body = speechBody(PARAGRAPH_300, format);
-    for (const mode of MODES) await closedLoop(2, 6, () => speech(urls[mode], body, { keepChunks: false }));
+    for (const mode of MODES) await closedLoop(2, 6, () => speech(urls[mode]!, body, { keepChunks: false }));
 
     const results = new Map<string, SpeechResult[]>();
     const rps = new Map<string, number[]>();
@@ -88,7 +101,7 @@ export async function runNaive(opts: NaiveOptions = {}) {
         for (const mode of order) {
           const n = requestsFor(c);
           const before = cpu(mode);
-          const { results: rs, wallMs } = await closedLoop(c, n, () => speech(urls[mode], body, { keepChunks: false }));
+          const { results: rs, wallMs } = await closedLoop(c, n, () => speech(urls[mode]!, body, { keepChunks: false }));
           // Children's CPU is counted when they are reaped: give the last ones a moment to exit.
           await new Promise((res) => setTimeout(res, 150));
           const after = cpu(mode);
@@ -135,13 +148,16 @@ export async function runNaive(opts: NaiveOptions = {}) {
       ...(levels.includes(1) ? [{ name: 'TTFB p50 at c=1', measured: row('chorus', 1).ttfbP50, limit: 30, op: 'le' as const, unit: ' ms' }] : []),
     ]);
     return writeResults('naive', {
-      params: { chars: PARAGRAPH_300.length, format, levels, rounds, requests: Object.fromEntries(levels.map((c) => [c, requestsFor(c)])), workerEnv: opts.workerEnv ?? {}, quick: QUICK },
+      params: {
+        chars: PARAGRAPH_300.length, format, levels, rounds, requests: Object.fromEntries(levels.map((c) => [c, requestsFor(c)])),
+        workerEnv: opts.workerEnv ?? {}, workerConcurrency: defaultWorkerConcurrency(), compareConcurrency: opts.compareConcurrency ?? [], quick: QUICK,
+      },
       rows, ratios, targets,
     }, opts.out);
   } finally {
     AGENT.destroy();
     await naive?.child.stop();
-    await stack.stop();
+    for (const st of stacks.values()) await st.stop();
   }
 }
 
@@ -153,5 +169,6 @@ if (isMain(import.meta.url)) {
     format: arg('format'),
     workerEnv,
     out: arg('out') ? path.resolve(arg('out')!) : undefined,
+    compareConcurrency: arg('compare-concurrency')?.split(',').map(Number),
   });
 }
