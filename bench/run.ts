@@ -5,7 +5,7 @@
  *   npm run bench                      # everything (≈ 6–8 minutes on 2 cores, plus batch: 16 min on a busy machine)
  *   npm run bench -- --quick           # smoke run: a few requests each, numbers not meaningful
  *   npm run bench -- --wait-quiet      # first wait (up to 20 min) for the 1-min load average to drop below 1.0
- *   npm run bench -- overhead fanout   # only these
+ *   npm run bench -- overhead fanout   # only these (names: overhead input-length concurrency fanout worker-scaling backlog admission batch failover naive profile)
  */
 import { loadavg } from 'node:os';
 import { runAdmission } from './admission.ts';
@@ -16,6 +16,7 @@ import { runConcurrency } from './concurrency.ts';
 import { runFanout } from './fanout.ts';
 import { runFailover } from './failover.ts';
 import { runInputLength } from './input-length.ts';
+import { runNaive } from './naive.ts';
 import { sleep } from './lib/load.ts';
 import { runOverhead } from './overhead.ts';
 import { runProfile } from './profile.ts';
@@ -32,6 +33,8 @@ const ALL = {
   batch: runBatch,
   // ~10 minutes: 2 × 3 rounds of 50 streams with a worker killed, and a round beside a CPU hog.
   failover: runFailover,
+  // Issue 12: Chorus with its default settings against espeak-ng piped into a fresh ffmpeg per request.
+  naive: () => runNaive(),
   // Last: a CPU profile of the API and worker under the overhead benchmark's heaviest service case.
   profile: () => runProfile('pcm'),
 } as const;

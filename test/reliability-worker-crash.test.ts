@@ -79,8 +79,11 @@ describe('worker SIGKILL mid-stream (2 workers, 12 concurrent streams)', () => {
   let stack: Stack;
   beforeAll(async () => {
     // This measures crash recovery, not admission: on a loaded machine the last of the long jobs can wait past the
-    // default QUEUE_TIMEOUT_S, so the queue timeout is out of the way.
-    stack = await startStack({ redisUrl: inject('redisUrl'), workers: 2, workerEnv: LOCK_ENV, apiEnv: { QUEUE_TIMEOUT_S: '300' } });
+    // default QUEUE_TIMEOUT_S, so the queue timeout is out of the way. Two slots per worker (not the per-core
+    // default), so the victim fills all of its slots with the streams below before the kill.
+    stack = await startStack({
+      redisUrl: inject('redisUrl'), workers: 2, workerEnv: { ...LOCK_ENV, WORKER_CONCURRENCY: '2' }, apiEnv: { QUEUE_TIMEOUT_S: '300' },
+    });
   });
   afterAll(async () => {
     await stack?.stop();

@@ -4,7 +4,7 @@ import { OUTPUT_SAMPLE_RATE, VoiceCatalog, type AudioFormat, type Speaker } from
 import { EspeakEngine } from '../../apps/worker/src/engines/espeak-engine.ts';
 import { Resampler } from '../../apps/worker/src/audio/resampler.ts';
 import { segmentText } from '../../apps/worker/src/audio/segmenter.ts';
-import { EncoderPool } from '../../apps/worker/src/encoders/encoder-pool.ts';
+import { EncoderPool, isFfmpegFormat } from '../../apps/worker/src/encoders/encoder-pool.ts';
 import { encoderOutputArgs, type FfmpegFormat } from '../../apps/worker/src/encoders/ffmpeg-args.ts';
 
 export interface DirectResult {
@@ -20,7 +20,8 @@ export function alloySpeaker(): Speaker {
 
 /**
  * The worker's pipeline called in this process, with no queue, Redis or HTTP: segmentText → EspeakEngine →
- * Resampler (as the engine produces PCM) → encoder from a warm EncoderPool, as processors/synthesize.ts runs it.
+ * Resampler (as the engine produces PCM; ffmpeg formats resample in the encoder) → encoder from a warm EncoderPool,
+ * as processors/synthesize.ts runs it.
  * The baseline the service is compared with.
  */
 export class DirectPipeline {
@@ -37,7 +38,7 @@ export class DirectPipeline {
 
   async init(): Promise<void> {
     await this.#engine.init();
-    this.#pool.warm();
+    this.#pool.warm([OUTPUT_SAMPLE_RATE, this.#engine.sampleRate]);
   }
 
   /**
@@ -49,7 +50,9 @@ export class DirectPipeline {
     let ttfbMs = Number.NaN;
     let bytes = 0;
     const ac = new AbortController();
-    const encoder = this.#pool.acquire(format);
+    // As the worker: ffmpeg formats take espeak-ng's 22,050 Hz PCM and resample it themselves.
+    const resampleHere = !isFfmpegFormat(format);
+    const encoder = this.#pool.acquire(format, false, resampleHere ? OUTPUT_SAMPLE_RATE : this.#engine.sampleRate);
     encoder.attach((chunk) => {
       if (bytes === 0) {
         ttfbMs = performance.now() - t0;
@@ -64,19 +67,20 @@ export class DirectPipeline {
           // What the worker did before it streamed segments (kept to show the difference in one run).
           const parts: Buffer[] = [];
           for await (const pcm of speak(segment)) parts.push(pcm);
-          await encoder.write(this.#resampler.process(Buffer.concat(parts)));
+          const pcm = Buffer.concat(parts);
+          await encoder.write(resampleHere ? this.#resampler.process(pcm) : pcm);
           ac.signal.throwIfAborted();
           continue;
         }
-        const resampling = this.#resampler.stream();
+        const resampling = resampleHere ? this.#resampler.stream() : undefined;
         for await (const pcm of speak(segment)) {
-          const out = resampling.push(pcm);
+          const out = resampling ? resampling.push(pcm) : pcm;
           if (out.length) await encoder.write(out);
           await yieldToEventLoop();
           ac.signal.throwIfAborted();
         }
-        const tail = resampling.flush();
-        if (tail.length) await encoder.write(tail);
+        const tail = resampling?.flush();
+        if (tail?.length) await encoder.write(tail);
       }
       await encoder.finish();
     } catch (err) {

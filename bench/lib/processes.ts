@@ -73,12 +73,15 @@ export interface RedisServerHandle {
   stop(): Promise<void>;
 }
 
-/** A private redis-server on a free 127.0.0.1 port, no persistence (benchmarks never touch a shared Redis). */
-export async function startRedisServer(): Promise<RedisServerHandle> {
+/**
+ * A private redis-server on a free 127.0.0.1 port (benchmarks never touch a shared Redis); no persistence unless
+ * `appendOnly` (AOF, fsync every second: what `npm start`'s embedded Redis runs with).
+ */
+export async function startRedisServer(opts: { appendOnly?: boolean } = {}): Promise<RedisServerHandle> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(tmpdir(), 'chorus-bench-redis-'));
   const child = startChild('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
+    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', opts.appendOnly ? 'yes' : 'no',
   ], {});
   const url = `redis://127.0.0.1:${port}`;
   try {

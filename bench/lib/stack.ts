@@ -26,6 +26,8 @@ export interface StackOptions {
   workers?: number;
   apiEnv?: Record<string, string>;
   workerEnv?: Record<string, string>;
+  /** Redis with AOF on, as `npm start` runs it. @defaultValue false */
+  redisAppendOnly?: boolean;
 }
 
 /**
@@ -55,7 +57,7 @@ export class BenchStack {
   }
 
   static async start(opts: StackOptions = {}): Promise<BenchStack> {
-    const redisServer = await startRedisServer();
+    const redisServer = await startRedisServer({ appendOnly: opts.redisAppendOnly });
     const prefix = `bench${randomUUID().slice(0, 8)}`;
     const common = { REDIS_URL: redisServer.url, REDIS_PREFIX: prefix, LOG_LEVEL: 'warn', SHUTDOWN_GRACE_S: '2' };
     const port = await freePort();

@@ -54,7 +54,8 @@ try {
   process.exit(1);
 }
 const encoders = new EncoderPool(config.encoderPoolSize);
-encoders.warm();
+// Encoders take the engines' native PCM (they resample it), so they are kept warm at those rates.
+encoders.warm([...engines.values()].map((e) => e.sampleRate));
 const metrics = new WorkerMetrics();
 const cancels = new CancelListener(subscriber, redis, keys);
 

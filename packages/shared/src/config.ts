@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 /*
@@ -25,6 +26,17 @@ const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'si
  * the worker applies to jobs queued before the API passed a limit.
  */
 export const DEFAULT_MAX_AUDIO_SECONDS = 1200;
+
+/**
+ * WORKER_CONCURRENCY when unset: 4 realtime jobs per core, at least 2, at most 64. A job is two short-lived
+ * processes (espeak-ng, ffmpeg) that the kernel shares the cores between; a job that waits for a slot waits a
+ * whole job (~250 ms for 300 characters on 2 cores) before its first byte, while one more running job costs the
+ * others only its share of the CPU. On 2 cores, 8 slots gave the best first byte at 4 and 8 concurrent requests
+ * with the same throughput as 2 or 4 slots (docs/benchmarks.md, "Chorus against the naive pipeline").
+ */
+export function defaultWorkerConcurrency(cores = availableParallelism()): number {
+  return Math.min(64, Math.max(2, 4 * cores));
+}
 
 const HostPort = z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port');
 
@@ -122,7 +134,8 @@ const WorkerEnv = CommonEnv.extend({
   /** Batch items write their audio, and finalizers their output files, to the same storage the API reads. */
   ...StorageEnv.shape,
   ENGINES: ListEnv.pipe(z.array(z.string().regex(/^[a-z0-9-]+$/)).min(1)).default(['espeak']),
-  WORKER_CONCURRENCY: IntEnv(1, 256).default(2),
+  /** Realtime jobs in parallel per engine; unset = from the cores (defaultWorkerConcurrency). */
+  WORKER_CONCURRENCY: IntEnv(1, 256).optional(),
   /** Batch items in parallel per engine, in their own lane: realtime requests never wait for these slots. */
   WORKER_BATCH_CONCURRENCY: IntEnv(0, 256).default(1),
   MODELS_DIR: z.string().min(1).default('./models'),
@@ -278,7 +291,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
   return {
     ...commonConfig(e),
     engines: e.ENGINES,
-    concurrency: e.WORKER_CONCURRENCY,
+    concurrency: e.WORKER_CONCURRENCY ?? defaultWorkerConcurrency(),
     batchConcurrency: e.WORKER_BATCH_CONCURRENCY,
     modelsDir: e.MODELS_DIR,
     executionProviders: e.EXECUTION_PROVIDERS,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OPENAI_VOICES, VoiceCatalog } from './voices.ts';
-import { loadApiConfig, loadWorkerConfig } from './config.ts';
+import { defaultWorkerConcurrency, loadApiConfig, loadWorkerConfig } from './config.ts';
 
 function writeVoices(content: unknown): string {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'voices-')), 'voices.json');
@@ -55,6 +55,11 @@ describe('config', () => {
     expect(loadWorkerConfig({}).engines).toEqual(['espeak']);
     expect(() => loadApiConfig({ PORT: 'eighty' })).toThrow(/PORT/);
     expect(() => loadWorkerConfig({ WORKER_CONCURRENCY: '0' })).toThrow(/WORKER_CONCURRENCY/);
+    // Unset: from the machine's cores; set: as given.
+    expect(loadWorkerConfig({}).concurrency).toBe(defaultWorkerConcurrency());
+    expect(loadWorkerConfig({ WORKER_CONCURRENCY: '' }).concurrency).toBe(defaultWorkerConcurrency());
+    expect(loadWorkerConfig({ WORKER_CONCURRENCY: '3' }).concurrency).toBe(3);
+    expect([1, 2, 4, 16, 64].map((cores) => defaultWorkerConcurrency(cores))).toEqual([4, 8, 16, 64, 64]);
     expect(() => loadApiConfig({ REDIS_SENTINELS: 'nohostport' })).toThrow(/REDIS_SENTINELS/);
   });
 });

@@ -1,4 +1,4 @@
-import type { AudioFormat } from '@chorus/shared/audio-formats';
+import { OUTPUT_SAMPLE_RATE, type AudioFormat } from '@chorus/shared/audio-formats';
 import type { AudioEncoder } from './audio-encoder.ts';
 import { FfmpegEncoder } from './ffmpeg-encoder.ts';
 import type { FfmpegFormat } from './ffmpeg-args.ts';
@@ -8,45 +8,69 @@ const FFMPEG_FORMATS: readonly FfmpegFormat[] = ['mp3', 'opus', 'aac', 'flac'];
 /** CPU niceness of batch items' child processes (espeak-ng, ffmpeg): realtime work runs first on a busy host. */
 export const BACKGROUND_NICENESS = 10;
 
+/** Longest a used warm encoder waits for its replacement when the job that took it has no output yet. */
+const REFILL_DELAY_MS = 100;
+
+export const isFfmpegFormat = (format: AudioFormat): format is FfmpegFormat => format !== 'wav' && format !== 'pcm';
+
 /**
- * Keeps `size` ffmpeg encoders per container started and idle on stdin. Starting ffmpeg costs ~65 ms, most of
- * a short request's time to first byte; a warm one emits its first bytes ~2.5 ms after the first PCM arrives.
- * Idle processes cost ~47 MB RSS each, mostly shared libraries.
+ * Keeps `size` ffmpeg encoders per container and input rate started and idle on stdin. Starting ffmpeg costs
+ * ~65 ms, most of a short request's time to first byte; a warm one emits its first bytes ~2.5 ms after the first
+ * PCM arrives. Idle processes cost ~47 MB RSS each, mostly shared libraries. The input rate is fixed when ffmpeg
+ * starts, so the pool is kept per rate, for the rates given to `warm` (the engines' native rates) only: a job at
+ * another rate (24 kHz PCM before a tempo stage, a Piper voice at 16 kHz) gets a fresh encoder.
  */
 export class EncoderPool {
   readonly #size: number;
-  readonly #idle = new Map<FfmpegFormat, FfmpegEncoder[]>();
+  readonly #idle = new Map<string, FfmpegEncoder[]>();
   #closed = false;
 
   constructor(size: number) {
     this.#size = size;
-    for (const f of FFMPEG_FORMATS) this.#idle.set(f, []);
   }
 
-  /** Fills every container's pool (call at start-up). */
-  warm(): void {
-    for (const f of FFMPEG_FORMATS) this.#refill(f);
+  /** Fills every container's pool for these input rates (call at start-up with the engines' native rates). */
+  warm(rates: readonly number[] = [OUTPUT_SAMPLE_RATE]): void {
+    for (const rate of new Set(rates)) {
+      for (const f of FFMPEG_FORMATS) {
+        this.#idle.set(`${f}@${rate}`, this.#idle.get(`${f}@${rate}`) ?? []);
+        this.#refill(f, rate);
+      }
+    }
   }
 
   /**
-   * A warm encoder for realtime work. Batch items (`background`) get a fresh one at lowered CPU priority and
-   * leave the warm ones to realtime requests, whose first byte they would otherwise cost a process start.
+   * A warm encoder for realtime work, taking PCM at `inputRate`. Batch items (`background`) get a fresh one at
+   * lowered CPU priority and leave the warm ones to realtime requests, whose first byte they would otherwise cost
+   * a process start.
    */
-  acquire(format: AudioFormat, background = false): AudioEncoder {
-    if (format === 'wav' || format === 'pcm') return new RawEncoder(format);
-    if (background) return new FfmpegEncoder(format, BACKGROUND_NICENESS);
-    const idle = this.#idle.get(format)!;
+  acquire(format: AudioFormat, background = false, inputRate = OUTPUT_SAMPLE_RATE): AudioEncoder {
+    if (!isFfmpegFormat(format)) return new RawEncoder(format);
+    if (background) return new FfmpegEncoder(format, BACKGROUND_NICENESS, inputRate);
+    const idle = this.#idle.get(`${format}@${inputRate}`);
+    if (!idle) return new FfmpegEncoder(format, 0, inputRate);
     let encoder: FfmpegEncoder | undefined;
     while ((encoder = idle.shift()) && !encoder.usable) encoder.destroy();
-    // Refill after this tick so the spawn does not delay the job that just took one.
-    setImmediate(() => this.#refill(format));
-    return encoder ?? new FfmpegEncoder(format);
+    encoder ??= new FfmpegEncoder(format, 0, inputRate);
+    // Refill once the job that took it has its first bytes (or after REFILL_DELAY_MS): spawning forks the whole
+    // worker and blocks its event loop for milliseconds (more on a busy host), which must not fall between a job's
+    // engine start and its first byte.
+    let refilled = false;
+    const refill = () => {
+      if (refilled) return;
+      refilled = true;
+      clearTimeout(timer);
+      this.#refill(format, inputRate);
+    };
+    const timer = setTimeout(refill, REFILL_DELAY_MS);
+    encoder.onFirstOutput(() => setImmediate(refill));
+    return encoder;
   }
 
-  #refill(format: FfmpegFormat) {
+  #refill(format: FfmpegFormat, rate: number) {
     if (this.#closed) return;
-    const idle = this.#idle.get(format)!;
-    while (idle.length < this.#size) idle.push(new FfmpegEncoder(format));
+    const idle = this.#idle.get(`${format}@${rate}`)!;
+    while (idle.length < this.#size) idle.push(new FfmpegEncoder(format, 0, rate));
   }
 
   close(): void {

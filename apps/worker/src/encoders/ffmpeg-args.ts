@@ -10,9 +10,11 @@ import { OUTPUT_SAMPLE_RATE, type AudioFormat } from '@chorus/shared/audio-forma
  * - AAC as ADTS: the only AAC framing that can be streamed.
  */
 
-export const PCM_INPUT_ARGS = [
-  '-f', 's16le', '-ar', String(OUTPUT_SAMPLE_RATE), '-ac', '1', '-probesize', '32', '-analyzeduration', '0',
-];
+/** s16le mono PCM at `rate` on stdin (an encoder given an engine's native rate resamples it to 24 kHz itself). */
+export function pcmInputArgs(rate = OUTPUT_SAMPLE_RATE): string[] {
+  return ['-f', 's16le', '-ar', String(rate), '-ac', '1', '-probesize', '32', '-analyzeduration', '0'];
+}
+
 
 const COMMON_OUTPUT_ARGS = ['-fflags', '+bitexact', '-flags:a', '+bitexact', '-map_metadata', '-1', '-flush_packets', '1'];
 
@@ -42,7 +44,7 @@ export function atempoFilter(factor: number): string {
   return parts.join(',');
 }
 
-/** PCM → time-stretched PCM (speeds an engine cannot reach natively). */
-export function tempoOutputArgs(factor: number): string[] {
-  return ['-af', atempoFilter(factor), '-f', 's16le', '-ar', String(OUTPUT_SAMPLE_RATE), '-ac', '1'];
+/** PCM → time-stretched PCM at `rate` (speeds an engine cannot reach natively). */
+export function tempoOutputArgs(factor: number, rate = OUTPUT_SAMPLE_RATE): string[] {
+  return ['-af', atempoFilter(factor), '-f', 's16le', '-ar', String(rate), '-ac', '1'];
 }

@@ -1,4 +1,5 @@
-import { PCM_INPUT_ARGS, tempoOutputArgs } from './ffmpeg-args.ts';
+import { OUTPUT_SAMPLE_RATE } from '@chorus/shared/audio-formats';
+import { pcmInputArgs, tempoOutputArgs } from './ffmpeg-args.ts';
 import { FfmpegProcess } from './ffmpeg-process.ts';
 
 /** Where the tempo stage's PCM goes (the encoder); the stage waits for each call before it reads more. */
@@ -16,8 +17,9 @@ export class TempoStage {
   #sinkError: Error | undefined;
   #pending: Promise<void> = Promise.resolve();
 
-  constructor(factor: number, sink: TempoSink) {
-    this.#process = new FfmpegProcess(PCM_INPUT_ARGS, tempoOutputArgs(factor));
+  /** PCM in at `inRate`, out at `outRate` (ffmpeg resamples along the way: the engine's rate in, the encoder's out). */
+  constructor(factor: number, sink: TempoSink, rates: { inRate?: number; outRate?: number } = {}) {
+    this.#process = new FfmpegProcess(pcmInputArgs(rates.inRate ?? OUTPUT_SAMPLE_RATE), tempoOutputArgs(factor, rates.outRate));
     const output = this.#process.output;
     output.on('data', (chunk: Buffer) => {
       output.pause();

@@ -21,6 +21,12 @@ export interface TtsEngine {
   readonly sampleRate: number;
   /** Engines whose voices differ in rate (Piper): the rate of this speaker's PCM. Defaults to `sampleRate`. */
   sampleRateFor?(speaker: Speaker): number;
+  /**
+   * The engine takes a whole request's text in one call and streams its audio as it goes (espeak-ng: first PCM
+   * after ~11–15 ms for 40 or 4,000 characters alike), so the pipeline does not cut it into segments: each
+   * segment would cost one more process start, on the worker's event loop (Node forks the worker to spawn).
+   */
+  readonly wholeText?: boolean;
   /** Speeds the engine applies natively; the pipeline time-stretches the remainder. */
   readonly speedRange: readonly [min: number, max: number];
   synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer>;

@@ -22,6 +22,7 @@ const SAMPLE_RATE = 22_050;
 export class EspeakEngine implements TtsEngine {
   readonly id = 'espeak';
   readonly sampleRate = SAMPLE_RATE;
+  readonly wholeText = true;
   readonly speedRange = [MIN_RATE_WPM / DEFAULT_RATE_WPM, MAX_RATE_WPM / DEFAULT_RATE_WPM] as const;
   readonly #binary: string;
   #languages = new Set<string>();

@@ -7,7 +7,7 @@ import {
   pickSynthesisOptions, remainingOutcomes, TtsJob, type TtsJobResult,
 } from '@chorus/shared';
 import { EngineError, type TtsEngine } from '../engines/engine.ts';
-import { BACKGROUND_NICENESS, type EncoderPool } from '../encoders/encoder-pool.ts';
+import { BACKGROUND_NICENESS, isFfmpegFormat, type EncoderPool } from '../encoders/encoder-pool.ts';
 import { TempoStage } from '../encoders/tempo-stage.ts';
 import { Resampler } from '../audio/resampler.ts';
 import { segmentText } from '../audio/segmenter.ts';
@@ -119,17 +119,32 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     deps.metrics.observeStart(data, job.attemptsStarted, started);
     deps.metrics.busy.inc();
     const background = data.priority === 'batch';
-    const encoder = deps.encoders.acquire(data.format, background);
-    encoder.attach((chunk) => writer.push(chunk));
     const [minSpeed, maxSpeed] = engine.speedRange;
     const engineSpeed = Math.min(maxSpeed, Math.max(minSpeed, data.speed));
     const residualTempo = data.speed / engineSpeed;
+    const needsTempo = Math.abs(residualTempo - 1) > 1e-3;
+    // Piper voices differ in rate (16 kHz, 22,050 Hz): the speaker's own. (Throws for a voice this worker lacks:
+    // published below like any failure of the run.)
+    let engineRate = engine.sampleRate;
+    let rateError: unknown;
+    try {
+      engineRate = engine.sampleRateFor?.(data.speaker) ?? engine.sampleRate;
+    } catch (err) {
+      rateError = err;
+    }
+    // An ffmpeg encoder (or a tempo stage) takes the engine's PCM as it is and resamples it to 24 kHz in C: the
+    // JS resampler was most of the worker's own CPU per request (bench/profile.ts). It stays for wav/pcm
+    // without a tempo stage (no ffmpeg at all).
+    const pcmRate = isFfmpegFormat(data.format) ? engineRate : OUTPUT_SAMPLE_RATE;
+    const resampleHere = !isFfmpegFormat(data.format) && !needsTempo;
+    const encoder = deps.encoders.acquire(data.format, background, pcmRate);
+    encoder.attach((chunk) => writer.push(chunk));
 
     // The audio limit, on the PCM the client gets (after tempo): the job fails as soon as its audio passes it,
     // whatever the text (4,095 ideographs at speed 0.25 would be hours). Counted before the encoder sees the
     // piece, so a limit passed before any encoded byte is out is a plain 400 to the client.
     const maxAudioS = data.maxAudioS ?? DEFAULT_MAX_AUDIO_SECONDS;
-    const maxAudioBytes = Math.floor(maxAudioS * OUTPUT_SAMPLE_RATE) * OUTPUT_BYTES_PER_SAMPLE;
+    const maxAudioBytes = Math.floor(maxAudioS * pcmRate) * OUTPUT_BYTES_PER_SAMPLE;
     let audioBytes = 0;
     let tooLong: ChorusError | undefined;
     // Stops the engine (its child process) on a client cancel and on the limit alike.
@@ -147,7 +162,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       }
       await encoder.write(pcm);
     };
-    const tempo = Math.abs(residualTempo - 1) > 1e-3 ? new TempoStage(residualTempo, toEncoder) : undefined;
+    const tempo = needsTempo ? new TempoStage(residualTempo, toEncoder, { inRate: engineRate, outRate: pcmRate }) : undefined;
     const halt = () => {
       stop.abort();
       tempo?.destroy();
@@ -156,22 +171,25 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     abort.addEventListener('abort', halt, { once: true });
 
     try {
-      // Piper voices differ in rate (16 kHz, 22,050 Hz): the speaker's own.
-      const resampler = resamplerFor(engine.sampleRateFor?.(data.speaker) ?? engine.sampleRate);
-      const write = async (pcm24: Buffer) => {
-        if (pcm24.length === 0) return;
-        if (tempo) await tempo.write(pcm24);
-        else await toEncoder(pcm24);
+      if (rateError) throw rateError;
+      const resampler = resampleHere ? resamplerFor(engineRate) : undefined;
+      const write = async (pcm: Buffer) => {
+        if (pcm.length === 0) return;
+        if (tempo) await tempo.write(pcm);
+        else await toEncoder(pcm);
         // The engine's output is usually buffered already, so its iterator resolves on microtasks alone and
         // nothing else runs until the segment ends: one event-loop turn per piece lets the encoder's first bytes
         // (and Redis replies) through while the rest is resampled.
         await yieldToEventLoop();
       };
-      for (const segment of segmentText(data.text)) {
+      // One engine call per job for engines that stream a whole text (espeak-ng): one process start, not one per
+      // segment; its first audio comes as early as a short first segment's would (bench/input-length.ts).
+      const segments = engine.wholeText ? (data.text.trim() ? [data.text] : []) : segmentText(data.text);
+      for (const segment of segments) {
         stop.signal.throwIfAborted();
         // Resampled and encoded as the engine produces it: first audio does not wait for the whole first
         // segment (bench/input-length.ts). Same bytes as resampling the segment in one piece.
-        const resampling = resampler.stream();
+        const resampling = resampler?.stream();
         for await (const pcm of engine.synthesize(
           {
             ...options, speed: engineSpeed, text: segment, speaker: data.speaker,
@@ -179,9 +197,9 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
           },
           stop.signal,
         )) {
-          await write(resampling.push(pcm));
+          await write(resampling ? resampling.push(pcm) : pcm);
         }
-        await write(resampling.flush());
+        if (resampling) await write(resampling.flush());
       }
       if (tempo) {
         await tempo.finish();
@@ -190,7 +208,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       await writer.drain();
       abort.throwIfAborted();
       if (tooLong) throw tooLong;
-      const durationS = audioBytes / OUTPUT_BYTES_PER_SAMPLE / OUTPUT_SAMPLE_RATE;
+      const durationS = audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
       await writer.end({ durationS, chars: data.text.length });
 
       const elapsedS = (Date.now() - started) / 1000;
@@ -216,7 +234,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       deps.metrics.jobs.inc({ status: cancelled ? 'cancelled' : 'failed', engine: data.engine });
       if (cancelled) log.info('job cancelled');
       else {
-        const audioS = audioBytes / OUTPUT_BYTES_PER_SAMPLE / OUTPUT_SAMPLE_RATE;
+        const audioS = audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
         log.warn({ code, err: (failure as Error).message, audioS }, 'job failed');
       }
       throw new UnrecoverableError(message);

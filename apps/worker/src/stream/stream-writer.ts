@@ -4,6 +4,14 @@ import type { AudioSink } from './audio-sink.ts';
 
 /** Audio records above this size are split, so one XADD never carries megabytes. */
 const MAX_RECORD_BYTES = 256 * 1024;
+/**
+ * After the first record, bytes are held until this many are pending or HOLD_MS passed. ffmpeg hands over each
+ * mp3 packet on its own (-flush_packets 1, for the first byte), so a 300-character mp3 went out as 40–90 records
+ * of 1.5–3 KB; every record costs an XADD (worker, Redis), an XREAD delivery and an HTTP write (API). 8 KB is one
+ * second of 64 kb/s mp3, made in ~10 ms; holding it at most HOLD_MS delays no audio a player is waiting for.
+ */
+const MIN_RECORD_BYTES = 8 * 1024;
+const HOLD_MS = 20;
 
 export interface StreamPosition {
   /** Next sequence number to write. */
@@ -43,6 +51,12 @@ export class StreamWriter implements AudioSink {
   #inFlight: Promise<void> | undefined;
   #error: Error | undefined;
   #abandoned = false;
+  /** Set while bytes short of MIN_RECORD_BYTES are held back. */
+  #holdTimer: NodeJS.Timeout | undefined;
+  /** The held bytes waited HOLD_MS: the next record takes them whatever their size. */
+  #holdExpired = false;
+  /** drain(): everything pending goes out now. */
+  #draining = false;
   /** Container bytes produced by this attempt, including skipped ones. */
   producedBytes = 0;
   chunks = 0;
@@ -70,15 +84,37 @@ export class StreamWriter implements AudioSink {
     if (data.length === 0) return;
     this.#pending.push(data);
     this.#pendingBytes += data.length;
-    if (!this.#inFlight) this.#inFlight = this.#flushLoop();
+    this.#kick();
+  }
+
+  /** Starts publishing if nothing is in flight and the pending bytes are due; else holds them (at most HOLD_MS). */
+  #kick(): void {
+    if (this.#inFlight || this.#pending.length === 0) return;
+    if (this.#due()) {
+      clearTimeout(this.#holdTimer);
+      this.#holdTimer = undefined;
+      this.#inFlight = this.#flushLoop();
+    } else {
+      this.#holdTimer ??= setTimeout(() => {
+        this.#holdTimer = undefined;
+        this.#holdExpired = true;
+        this.#kick();
+      }, HOLD_MS);
+    }
+  }
+
+  /** The first record leaves at once (first byte); later ones once big enough, held long enough, or draining. */
+  #due(): boolean {
+    return this.#draining || this.#holdExpired || this.chunks === 0 || this.#pendingBytes >= MIN_RECORD_BYTES;
   }
 
   async #flushLoop(): Promise<void> {
     try {
-      while (this.#pending.length > 0) {
+      while (this.#pending.length > 0 && this.#due()) {
         const all = Buffer.concat(this.#pending, this.#pendingBytes);
         this.#pending = [];
         this.#pendingBytes = 0;
+        this.#holdExpired = false;
         for (let at = 0; at < all.length; at += MAX_RECORD_BYTES) {
           const data = all.subarray(at, at + MAX_RECORD_BYTES);
           await this.#append({ type: 'audio', seq: this.#seq, offset: this.#offset, data });
@@ -93,11 +129,19 @@ export class StreamWriter implements AudioSink {
     } finally {
       this.#inFlight = undefined;
     }
+    // Bytes that came in during the last XADD but are not due yet: hold them.
+    if (!this.#error) this.#kick();
   }
 
   /** Waits until everything pushed so far is on the stream. */
   async drain(): Promise<void> {
-    while (this.#inFlight) await this.#inFlight;
+    this.#draining = true;
+    try {
+      this.#kick();
+      while (this.#inFlight) await this.#inFlight;
+    } finally {
+      this.#draining = false;
+    }
     if (this.#error) throw this.#error;
   }
 
@@ -109,6 +153,8 @@ export class StreamWriter implements AudioSink {
   async fail(code: string, message: string, param?: string): Promise<void> {
     this.#pending = [];
     this.#pendingBytes = 0;
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
     try {
       await this.drain();
     } catch {
@@ -125,6 +171,8 @@ export class StreamWriter implements AudioSink {
     this.#abandoned = true;
     this.#pending = [];
     this.#pendingBytes = 0;
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
     while (this.#inFlight) await this.#inFlight;
   }
 
