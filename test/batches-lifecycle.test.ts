@@ -27,7 +27,7 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'chorus-batch-life-'));
   stack = await startStack({
     redisUrl: inject('redisUrl'),
-    apiEnv: { API_KEYS: 'sk-a,sk-b', DATA_DIR: dataDir, MAX_OPEN_BATCHES: '2', MAX_BATCH_ITEMS: '50' },
+    apiEnv: { API_KEYS: 'sk-a,sk-b', DATA_DIR: dataDir, MAX_OPEN_BATCHES: '2', MAX_BATCH_ITEMS: '150' },
     workerEnv: { DATA_DIR: dataDir, WORKER_BATCH_CONCURRENCY: '1' },
   });
   [a, b] = ['sk-a', 'sk-b'].map((k) => new OpenAI({ baseURL: `${stack.baseUrl}/v1`, apiKey: k, maxRetries: 0 })) as [OpenAI, OpenAI];
@@ -88,18 +88,19 @@ describe('batch lifecycle', () => {
   });
 
   it('the completion window closes mid-batch: waiting items become batch_expired error lines, finished ones stay in the output; the batch ends expired', async () => {
-    const long = 'An item long enough that one worker cannot speak them all before the window closes. '.repeat(3);
-    const lines = Array.from({ length: 30 }, (_, i) => line(`e-${i}`, { input: `${i}. ${long}`, response_format: 'mp3' }));
-    const created = await submit(a, lines, '4s');
-    expect(created.completion_window).toBe('4s');
-    expect(created.expires_at).toBe(created.created_at + 4);
+    // 120 items of ~5 s of speech each on one batch slot: far more than fits in 3 s on any machine.
+    const long = 'An item long enough that one worker cannot speak them all before the window closes. '.repeat(4);
+    const lines = Array.from({ length: 120 }, (_, i) => line(`e-${i}`, { input: `${i}. ${long}`, response_format: 'mp3' }));
+    const created = await submit(a, lines, '3s');
+    expect(created.completion_window).toBe('3s');
+    expect(created.expires_at).toBe(created.created_at + 3);
     const done = await until(a, created.id, (x) => ['expired', 'completed', 'failed'].includes(x.status));
     expect(done.status).toBe('expired');
-    expect(done.expired_at).toBeGreaterThanOrEqual(created.created_at + 4);
+    expect(done.expired_at).toBeGreaterThanOrEqual(created.created_at + 3);
     expect(done.in_progress_at).not.toBeNull();
     const { total, completed, failed } = done.request_counts!;
-    expect(total).toBe(30);
-    expect(completed + failed).toBe(30);
+    expect(total).toBe(120);
+    expect(completed + failed).toBe(120);
     expect(failed).toBeGreaterThan(0);
 
     const errors = await jsonl<{ custom_id: string; response: null; error: { code: string; message: string } }>(a, done.error_file_id!);
@@ -117,7 +118,7 @@ describe('batch lifecycle', () => {
       const audio = Buffer.from(await (await a.files.content(out[0]!.response.body.file_id)).arrayBuffer());
       expect(Math.abs((await decodedDuration(audio)) - out[0]!.response.body.duration_s)).toBeLessThan(0.1);
     }
-    expect(ids.size).toBe(30); // every item accounted for once, in one file or the other
+    expect(ids.size).toBe(120); // every item accounted for once, in one file or the other
     expect(await queuedItems(created.id)).toBe(0);
   });
 
@@ -147,11 +148,11 @@ describe('batch lifecycle', () => {
   });
 
   it('MAX_BATCH_ITEMS: a file with more requests fails validation at the first one over', async () => {
-    const lines = Array.from({ length: 51 }, (_, i) => line(`m-${i}`, { input: 'x' }));
+    const lines = Array.from({ length: 151 }, (_, i) => line(`m-${i}`, { input: 'x' }));
     const batch = await until(a, (await submit(a, lines)).id, (x) => x.status !== 'validating');
     expect(batch.status).toBe('failed');
     expect(batch.errors?.data).toEqual([
-      expect.objectContaining({ line: 51, code: 'too_many_requests', message: expect.stringContaining('at most 50') }),
+      expect.objectContaining({ line: 151, code: 'too_many_requests', message: expect.stringContaining('at most 150') }),
     ]);
     expect(batch.request_counts?.total).toBe(0);
   });

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
 import { mkdir, open, opendir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -46,13 +47,17 @@ export class FsStorage implements ObjectStorage {
     await mkdir(path.dirname(file), { recursive: true });
     const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
     const measure = new Measure();
+    const out = createWriteStream(tmp, { flags: 'wx' });
     try {
-      await pipeline(body, measure, createWriteStream(tmp, { flags: 'wx' }));
+      await pipeline(body, measure, out);
       // Type first: a reader that finds the new bytes finds their type (a stale one only in the instant between).
       await writeFile(`${tmp}.meta`, JSON.stringify({ contentType: options.contentType }));
       await rename(`${tmp}.meta`, this.#metaPath(file));
       await rename(tmp, file);
     } catch (err) {
+      // A body that fails at once can reject the pipeline while the temp file is still being opened: unlinking
+      // then would find nothing and the open would create it after. Wait for the stream to close first.
+      if (!out.closed) await once(out, 'close').catch(() => {});
       await Promise.allSettled([unlink(tmp), unlink(`${tmp}.meta`)]);
       throw err;
     }
