@@ -10,7 +10,7 @@
  * A last round runs the `after` workers beside a CPU hog (one busy loop per core) without a kill and counts jobs
  * that stalled or restarted: a failover that mistook a busy worker for a dead one would show there.
  *
- *   node --import tsx bench/failover.ts [--quick] [--streams 50] [--chars 1500] [--rounds 3] [--modes before,after]
+ *   node --import tsx bench/failover.ts [--quick] [--streams 50] [--chars 1500] [--rounds 3] [--modes before,after] [--slots N]
  *                                       [--kill-at 0.5] [--no-hog] [--out file.json]
  *
  * The kill comes once the victim's furthest stream is `--kill-at` of the way through (by bytes, against one
@@ -89,10 +89,12 @@ function maxGap(r: SpeechResult): number {
 }
 
 async function runRound(
-  mode: Mode, opts: { streams: number; chars: number; kill: boolean; hog: boolean; killAt: number },
+  mode: Mode, opts: { streams: number; chars: number; kill: boolean; hog: boolean; killAt: number; slots?: string },
 ): Promise<Round> {
   const load1 = loadavg()[0]!;
-  const stack = await BenchStack.start({ workers: 2, workerEnv: MODE_ENV[mode] });
+  const stack = await BenchStack.start({
+    workers: 2, workerEnv: { ...MODE_ENV[mode], ...(opts.slots ? { WORKER_CONCURRENCY: opts.slots } : {}) },
+  });
   const hogs: Child[] = [];
   const t0 = performance.now();
   try {
@@ -114,16 +116,18 @@ async function runRound(
     let killEpoch = Number.NaN;
     let stoppedMs = 0;
     if (opts.kill) {
-      // Kill once the victim holds as many jobs as it has slots, each of their clients has audio, and the furthest
+      // Kill once the victim holds as many jobs as it has slots (or its share of them), each of their clients has audio, and the furthest
       // of them is `killAt` of the way through (killing right at the first byte would leave nothing to regenerate).
       const victim = stack.workers[0]!;
       const slots = (await liveWorkers(stack.redis, stack.keys)).find((w) => w.pid === victim.pid)?.concurrency ?? 1;
+      // With the per-core default (8 slots on 2 cores) a short run cannot fill them all: its share of the streams.
+      const want = Math.max(1, Math.min(slots, Math.floor(opts.streams / 2)));
       const deadline = Date.now() + 120_000;
       for (;;) {
         const ids = await jobsHeldBy(stack.redis, stack.keys, victim.pid, [queue]);
         const playing = ids.filter((id) => (live.get(id)?.chunks.length ?? 0) > 0);
         const furthest = Math.max(0, ...ids.map((id) => (live.get(id)?.bytes ?? 0) / expectedBytes));
-        if ((ids.length >= slots && playing.length === ids.length && furthest >= opts.killAt) || Date.now() > deadline) break;
+        if ((ids.length >= want && playing.length === ids.length && furthest >= opts.killAt) || Date.now() > deadline) break;
         await sleep(20);
       }
       // Stopped, it keeps its connections and locks but takes nothing new: the snapshot is exactly what dies.
@@ -193,11 +197,13 @@ export async function runFailover() {
   const killAt = Number(arg('kill-at') ?? (QUICK ? 0 : 0.5));
   const modes = (arg('modes') ?? 'before,after').split(',') as Mode[];
   const hog = !process.argv.includes('--no-hog');
+  // Worker slots (WORKER_CONCURRENCY); unset, the default. A run with few streams sets it so the victim fills its slots.
+  const slots = arg('slots');
   const out: Round[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
       for (const mode of modes) {
-        const round_ = await runRound(mode, { streams, chars, kill: true, hog: false, killAt });
+        const round_ = await runRound(mode, { streams, chars, kill: true, hog: false, killAt, slots });
         console.log(`round ${r + 1} ${mode}: load ${round_.load1}, ${round_.victims.length} killed-worker streams, ` +
           `gaps after the kill ${round_.victims.map((v) => round(v.pauseMs)).join(', ')} ms ` +
           `(streams ${round_.victims.map((v) => `${Math.round(v.doneAtKill * 100)}%`).join(', ')} done), ${round_.wallS} s`);
@@ -205,7 +211,7 @@ export async function runFailover() {
       }
     }
     if (hog) {
-      const r = await runRound('after', { streams, chars, kill: false, hog: true, killAt });
+      const r = await runRound('after', { streams, chars, kill: false, hog: true, killAt, slots });
       console.log(`CPU hog round (after, no kill): load ${r.load1}, ${r.healthyRestarted} jobs restarted/stalled, ${r.errors} errors`);
       out.push(r);
     }

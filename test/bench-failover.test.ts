@@ -33,7 +33,7 @@ describe('bench/failover.ts', () => {
   it('kills a worker in both modes and writes the killed worker\'s stream figures', async () => {
     const out = path.join(dir, 'failover.json');
     await promisify(execFile)(process.execPath, [
-      '--import', 'tsx', 'bench/failover.ts', '--quick', '--streams', '5', '--chars', '600', '--rounds', '1', '--out', out,
+      '--import', 'tsx', 'bench/failover.ts', '--quick', '--streams', '5', '--chars', '600', '--rounds', '1', '--slots', '2', '--out', out,
     ], { cwd: ROOT, timeout: 170_000 });
     const r = JSON.parse(readFileSync(out, 'utf8')) as Result;
 
