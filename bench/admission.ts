@@ -6,10 +6,10 @@
  * the accepted ones as a ratio to unloaded. API settings are the defaults (MAX_QUEUE_DEPTH 1000, QUEUE_TIMEOUT_S
  * 30, MAX_QUEUE_WAIT_MS default), one worker with the default WORKER_CONCURRENCY.
  *
- *   node --import tsx bench/admission.ts [--quick] [--overload 5] [--seconds 20] [--out FILE]
+ *   node --import tsx bench/admission.ts [--quick] [--overload 5] [--seconds 20] [--slots N] [--out FILE]
  *   BENCH_ADMISSION_API_ENV='{"MAX_QUEUE_WAIT_MS":"30000"}' node --import tsx bench/admission.ts   # other settings
  */
-import { loadApiConfig } from '@chorus/shared';
+import { loadApiConfig, loadWorkerConfig } from '@chorus/shared';
 import { AGENT, speech, speechBody, type SpeechResult } from './lib/http-client.ts';
 import { closedLoop, sleep } from './lib/load.ts';
 import { isMain } from './lib/main.ts';
@@ -27,7 +27,8 @@ const OVERLOAD = Number(arg('overload') ?? 5);
 const SECONDS = Number(arg('seconds') ?? (QUICK ? 3 : 20));
 const UNLOADED = QUICK ? 4 : 20;
 const CAPACITY_REQUESTS = QUICK ? 6 : 40;
-const SLOTS = 2; // WORKER_CONCURRENCY's default, one worker
+/** Worker slots: `--slots N`, else WORKER_CONCURRENCY's default on this machine (4 per core), one worker. */
+const SLOTS = Number(arg('slots') ?? loadWorkerConfig({}).concurrency);
 /** The defaults a new user gets (BenchStack raises them for the other benchmarks), then any override. */
 const DEFAULTS = loadApiConfig({});
 const API_ENV: Record<string, string> = {
@@ -56,7 +57,7 @@ export async function runAdmission(out?: string) {
   markStart();
   const stack = await BenchStack.start({
     workers: 1,
-    workerEnv: { ENGINES: 'espeak' },
+    workerEnv: { ENGINES: 'espeak', WORKER_CONCURRENCY: String(SLOTS) },
     apiEnv: API_ENV,
   });
   try {
