@@ -16,6 +16,8 @@ const RATE_CACHE_MS = 200;
 export const TIMEOUT_SHARE = 0.8;
 /** Retry-After of a refusal by MAX_QUEUE_DEPTH. */
 const DEPTH_RETRY_S = 1;
+/** How long after its last byte a finished job may still count as active in BullMQ (a second look waits this). */
+const FINISHING_MS = 50;
 
 /** What admission saw for one request: the numbers its decision and its Retry-After came from. */
 export interface Prediction {
@@ -77,11 +79,15 @@ export class QueueAdmission {
     const others = this.#admitting.get(queue.name) ?? 0;
     this.#admitting.set(queue.name, others + 1);
     try {
-      const [counts, slots] = await Promise.all([
-        queue.getJobCounts('active', 'wait', 'prioritized', 'delayed'),
-        this.#slots(engine),
-      ]);
-      const waiting = (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + others;
+      const look = async () => {
+        const [counts, slots] = await Promise.all([
+          queue.getJobCounts('active', 'wait', 'prioritized', 'delayed'),
+          this.#slots(engine),
+        ]);
+        const waiting = (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + others;
+        return { waiting, p: await this.predict(queue.name, (counts.active ?? 0) + waiting - slots + 1) };
+      };
+      let { waiting, p } = await look();
       if (waiting >= this.#maxDepth) {
         throw new ChorusError(
           'TTS_ERR_QUEUE_FULL',
@@ -89,7 +95,13 @@ export class QueueAdmission {
           { retryAfterS: DEPTH_RETRY_S },
         );
       }
-      const p = await this.predict(queue.name, (counts.active ?? 0) + waiting - slots + 1);
+      if (p.waitMs > this.#budgetMs && waiting === 0) {
+        // Nothing queued, every slot busy: one of them may be a job whose last byte is already out (BullMQ counts
+        // it active a moment longer). A client sending one request after another would be refused for it; look
+        // again once that moment has passed. A slot held by a job still running stays held, and the answer stands.
+        await new Promise((r) => setTimeout(r, FINISHING_MS));
+        ({ waiting, p } = await look());
+      }
       if (p.waitMs > this.#budgetMs) {
         throw new ChorusError(
           'TTS_ERR_QUEUE_FULL',
