@@ -2,10 +2,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import OpenAI, { toFile } from 'openai';
+import OpenAI from 'openai';
 import type { Batch } from 'openai/resources/batches';
 import { startStack, type Stack } from './helpers/stack.ts';
 import { decodedDuration } from './helpers/audio.ts';
+import { batchLine, jsonlFile, submitBatch, untilBatch } from './helpers/batches.ts';
 
 /*
  * A batch's life outside the happy path: validation in the background (`validating` until a replica's lifecycle
@@ -15,9 +16,7 @@ import { decodedDuration } from './helpers/audio.ts';
  * replica has got to it yet", which makes `validating` last as long as a test needs.
  */
 
-const ENDPOINT = '/v1/audio/speech' as never;
-const line = (customId: string, body: Record<string, unknown>) =>
-  JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/audio/speech', body: { model: 'tts-1', voice: 'alloy', ...body } });
+const line = batchLine;
 
 let stack: Stack;
 let dataDir: string;
@@ -38,25 +37,11 @@ afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-async function submit(client: OpenAI, lines: string[], window = '24h'): Promise<Batch> {
-  const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), 'in.jsonl'), purpose: 'batch' });
-  return client.batches.create({ input_file_id: file.id, endpoint: ENDPOINT, completion_window: window as '24h' });
-}
+const submit = (client: OpenAI, lines: string[], window = '24h') => submitBatch(client, lines, { window });
 
-async function until(client: OpenAI, id: string, done: (b: Batch) => boolean, timeoutMs = 60_000): Promise<Batch> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const batch = await client.batches.retrieve(id);
-    if (done(batch)) return batch;
-    if (Date.now() > deadline) throw new Error(`batch ${id} still ${batch.status}: ${JSON.stringify(batch.request_counts)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = (client: OpenAI, id: string, done: (b: Batch) => boolean, timeoutMs = 60_000) => untilBatch(client, id, done, timeoutMs);
 
-async function jsonl<T>(client: OpenAI, fileId: string): Promise<T[]> {
-  const text = await (await client.files.content(fileId)).text();
-  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
-}
+const jsonl = jsonlFile;
 
 /** Jobs of `batchId` still on the espeak batch lane (waiting, prioritized, delayed or active). */
 async function queuedItems(batchId: string): Promise<number> {

@@ -8,6 +8,7 @@ import OpenAI, { toFile } from 'openai';
 import type { Batch } from 'openai/resources/batches';
 import { startStack, type Stack } from './helpers/stack.ts';
 import { decodedDuration } from './helpers/audio.ts';
+import { BATCH_ENDPOINT, batchLine, jsonlFile, submitBatch, untilBatch } from './helpers/batches.ts';
 import { parseExposition } from './helpers/prom-text.ts';
 import { freePort } from '../packages/shared/src/free-port.ts';
 
@@ -17,7 +18,7 @@ import { freePort } from '../packages/shared/src/free-port.ts';
  */
 
 const execFileAsync = promisify(execFile);
-const ENDPOINT = '/v1/audio/speech' as never;
+const ENDPOINT = BATCH_ENDPOINT;
 
 interface OutputLine {
   id: string;
@@ -26,8 +27,7 @@ interface OutputLine {
   error: null;
 }
 
-const line = (customId: string, body: Record<string, unknown>) =>
-  JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/audio/speech', body: { model: 'tts-1', voice: 'alloy', ...body } });
+const line = batchLine;
 
 let stack: Stack;
 let dataDir: string;
@@ -50,21 +50,10 @@ afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-async function submit(client: OpenAI, lines: string[]): Promise<Batch> {
-  const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), 'in.jsonl'), purpose: 'batch' });
-  return client.batches.create({ input_file_id: file.id, endpoint: ENDPOINT, completion_window: '24h', metadata: { run: 'test' } });
-}
+const submit = (client: OpenAI, lines: string[]) => submitBatch(client, lines, { metadata: { run: 'test' } });
 
 // Generous: the 20-item batch took 15-39 s at load averages 11-14 on 2 cores.
-async function until(client: OpenAI, id: string, done: (b: Batch) => boolean, timeoutMs = 120_000): Promise<Batch> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const batch = await client.batches.retrieve(id);
-    if (done(batch)) return batch;
-    if (Date.now() > deadline) throw new Error(`batch ${id} still ${batch.status}: ${JSON.stringify(batch.request_counts)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = (client: OpenAI, id: string, done: (b: Batch) => boolean, timeoutMs = 120_000) => untilBatch(client, id, done, timeoutMs);
 
 /** chorus_batch_items_total by outcome (worker + API) and finalized batches by status (worker). */
 type BatchMetrics = Awaited<ReturnType<typeof batchMetrics>>;
@@ -83,10 +72,7 @@ async function metricsSince(before: BatchMetrics): Promise<BatchMetrics> {
   return Object.fromEntries(Object.entries(now).map(([k, v]) => [k, v - before[k as keyof BatchMetrics]])) as BatchMetrics;
 }
 
-async function jsonl<T>(client: OpenAI, fileId: string): Promise<T[]> {
-  const text = await (await client.files.content(fileId)).text();
-  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
-}
+const jsonl = jsonlFile;
 
 describe('/v1/batches with /v1/audio/speech', { timeout: 180_000 }, () => {
   it('a batch of 20 items completes: one output line per item, every audio file decodes with its reported duration, the zip holds them all', async () => {

@@ -9,7 +9,7 @@ import OpenAI, { toFile } from 'openai';
 import type { Batch } from 'openai/resources/batches';
 import { BATCH_LIFECYCLE_QUEUE, batchItemJobId, liveWorkers, RedisKeys, speechQueueName } from '@chorus/shared';
 import { freePort } from '@chorus/shared/free-port';
-import { spawnApi, spawnWorker, type WorkerProcess } from './helpers/stack.ts';
+import { deletePrefixKeys, spawnApi, spawnWorker, type WorkerProcess } from './helpers/stack.ts';
 
 /*
  * The API process validating a batch is SIGKILLed mid-file. Validation is a BullMQ job on the lifecycle queue, so
@@ -51,14 +51,7 @@ afterAll(async () => {
   await lifecycle?.close();
   await lane?.close();
   if (redis) {
-    for (const pattern of [`${keys.prefix}:*`, `{${keys.prefix}}:*`]) {
-      let cursor = '0';
-      do {
-        const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-        cursor = next;
-        if (found.length) await redis.del(...found);
-      } while (cursor !== '0');
-    }
+    await deletePrefixKeys(redis, keys.prefix);
     redis.disconnect();
   }
   if (dataDir) await rm(dataDir, { recursive: true, force: true });

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, inject, it } from 'vitest';
 import { decodedDuration, probe } from './helpers/audio.ts';
 import { waitFor } from './helpers/processes.ts';
 import { ROOT, startStack, type Stack } from './helpers/stack.ts';
+import { batchLine } from './helpers/batches.ts';
 
 /*
  * `chorus batch` as real subprocesses (node + tsx) against the real stack: API in-process with DATA_DIR storage, one
@@ -62,8 +63,7 @@ function start(args: string[]) {
 }
 const chorus = (args: string[]) => start(args).done;
 
-const line = (customId: string, body: Record<string, unknown>) =>
-  JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/audio/speech', body: { model: 'tts-1', voice: 'alloy', ...body } });
+const line = batchLine;
 
 async function tempDir(onTestFinished: (fn: () => Promise<void>) => void): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'chorus-cli-batch-'));

@@ -96,6 +96,18 @@ export interface StackOptions {
   workerEnv?: Record<string, string>;
 }
 
+/** Deletes every key of a test's prefix: Chorus's own (`<prefix>:…`) and BullMQ's (`{<prefix>}:…`). */
+export async function deletePrefixKeys(redis: Redis, prefix: string): Promise<void> {
+  for (const pattern of [`${prefix}:*`, `{${prefix}}:*`]) {
+    let cursor = '0';
+    do {
+      const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (found.length) await redis.del(...found);
+    } while (cursor !== '0');
+  }
+}
+
 /** API in-process (listening on a free port) + real worker processes, on a unique key prefix. */
 export async function startStack(opts: StackOptions): Promise<Stack> {
   const prefix = `t${randomUUID().replace(/-/g, '').slice(0, 12)}`;
@@ -152,14 +164,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       clearTimeout(force);
       await Promise.all(workers.map((w) => w.stop('SIGKILL')));
       for (const q of queues.values()) await q.close();
-      for (const pattern of [`${prefix}:*`, `{${prefix}}:*`]) {
-        let cursor = '0';
-        do {
-          const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-          cursor = next;
-          if (found.length) await redis.del(...found);
-        } while (cursor !== '0');
-      }
+      await deletePrefixKeys(redis, prefix);
       redis.disconnect();
     },
   };
