@@ -205,15 +205,26 @@ async function rescue(peer: WorkerInfo) {
   // Realtime lanes first: their jobs are streams someone is listening to.
   const order = [...workers].sort((a, b) => Number(laneOf.get(b)?.lane === 'realtime') - Number(laneOf.get(a)?.lane === 'realtime'));
   for (const worker of order) {
-    const claimed = await redis.set(keys.failoverClaim(peer.id, worker.name), workerId, 'PX', 60_000, 'NX');
-    if (!claimed) continue;
-    const ids = await handBack(redis, worker, peer.lockOwners);
+    // One survivor per queue at a time; the claim goes once the hand-back is done, so a later death of the same
+    // peer (one declared dead too early, then seen again) is handed back too. A survivor that comes second finds
+    // the locks gone or held by a rescuer's token and releases nothing.
+    const claim = keys.failoverClaim(peer.id, worker.name);
+    if (!(await redis.set(claim, workerId, 'PX', 60_000, 'NX'))) continue;
+    let handed: Awaited<ReturnType<typeof handBack>>;
+    try {
+      handed = await handBack(redis, worker, peer.lockOwners);
+    } finally {
+      await redis.del(claim);
+    }
+    const ids = handed.released;
     if (ids.length === 0) continue;
     const lane = laneOf.get(worker);
     const free = lane ? Math.max(0, lane.concurrency - (running.get(worker.name) ?? 0)) : 0;
     const extra = lane?.lane === 'realtime' ? Math.max(0, ids.length - free) : 0;
-    logger.warn({ peer: peer.id, queue: worker.name, jobs: ids, extraSlots: extra }, 'dead worker\'s jobs handed back');
-    if (extra > 0 && !stopping) startRescueWorker(worker.name, lane!.engine, extra);
+    // Extra slots only once the jobs are back in wait: started earlier, they would take the jobs queued behind
+    // (and close), leaving the dead worker's streams to wait for a regular slot.
+    logger.warn({ peer: peer.id, queue: worker.name, jobs: ids, moved: handed.moved, extraSlots: extra }, 'dead worker\'s jobs handed back');
+    if (extra > 0 && handed.moved && !stopping) startRescueWorker(worker.name, lane!.engine, extra);
   }
 }
 

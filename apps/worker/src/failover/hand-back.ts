@@ -50,22 +50,24 @@ export async function releaseLocks(
 }
 
 /**
- * Releases the dead worker's locks in `worker`'s queue and runs BullMQ's stalled check now. Resolves with the
- * job ids once BullMQ has moved them back to wait (their stall counter went up), or after `timeoutMs`.
+ * Releases the dead worker's locks in `worker`'s queue and runs BullMQ's stalled check now. Resolves once BullMQ
+ * has moved the jobs back to wait (their stall counter went up) or `timeoutMs` passed: `released` are the job ids,
+ * `moved` whether all of them were seen moved.
  */
 export async function handBack(
-  redis: Redis, worker: Worker, lockOwners: readonly string[], timeoutMs = 2000,
-): Promise<string[]> {
+  redis: Redis, worker: Worker, lockOwners: readonly string[], timeoutMs = 10_000,
+): Promise<{ released: string[]; moved: boolean }> {
   const released = await releaseLocks(redis, worker, lockOwners);
-  if (released.length === 0) return [];
+  if (released.length === 0) return { released: [], moved: true };
   // The public way to run a check now (it restarts the worker's checker loop, first check at once). Another
   // worker's regular check may move them first; either way each stall counter goes up by one.
   await worker.startStalledCheckTimer();
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  let moved = false;
+  while (!moved && Date.now() < deadline) {
     const now = await Promise.all(released.map(async (r) => Number((await redis.hget(worker.toKey(r.id), 'stc')) ?? 0)));
-    if (now.every((n, i) => n > released[i]!.stalls)) break;
-    await new Promise((r) => setTimeout(r, 10));
+    moved = now.every((n, i) => n > released[i]!.stalls);
+    if (!moved) await new Promise((r) => setTimeout(r, 10));
   }
-  return released.map((r) => r.id);
+  return { released: released.map((r) => r.id), moved };
 }

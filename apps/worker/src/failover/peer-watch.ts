@@ -121,11 +121,15 @@ export class PeerWatch {
     }
     let suspects = false;
     for (const { peer } of this.#known.values()) {
-      if (peer.id === selfId || this.#handled.has(peer.id)) continue;
+      if (peer.id === selfId) continue;
       if (names.has(workerConnectionName(prefix, peer.id))) {
         this.#misses.delete(peer.id);
+        // Handled but connected again (its connections were all down at once and came back): watched afresh, or
+        // its real death later would go unhandled and its streams wait out lock expiry.
+        if (this.#handled.delete(peer.id)) this.#o.logger.warn({ peer: peer.id }, 'worker connections back; watching it again');
         continue;
       }
+      if (this.#handled.has(peer.id)) continue;
       const misses = (this.#misses.get(peer.id) ?? 0) + 1;
       this.#misses.set(peer.id, misses);
       if (misses < MISSES_TO_DECLARE_DEAD) {
