@@ -12,11 +12,13 @@ const SENTENCE = 'Hello from the Chorus playground. This sentence is spoken whil
 const MAX_INPUT_CHARS = 200;
 const MAX_AUDIO_SECONDS = 6;
 const LONG_WAIT = 60_000;
+// Longer than any one wait, so a broken feature fails on its own assertion rather than on the test's clock.
+const TEST_TIMEOUT = 180_000;
 
 let browser: Browser;
 beforeAll(async () => {
   browser = await launchBrowser();
-});
+}, TEST_TIMEOUT);
 afterAll(async () => {
   await browser?.close();
 });
@@ -78,14 +80,14 @@ function unexpected(problems: string[]) {
   return problems.filter((p) => !/Failed to load resource: the server responded with a status of (400|401)/.test(p));
 }
 
-describe('playground, keys off', () => {
+describe('playground, keys off', { timeout: TEST_TIMEOUT }, () => {
   let stack: Stack;
   beforeAll(async () => {
     stack = await startStack({
       redisUrl: inject('redisUrl'),
       apiEnv: { MAX_INPUT_CHARS: String(MAX_INPUT_CHARS), MAX_AUDIO_SECONDS: String(MAX_AUDIO_SECONDS) },
     });
-  });
+  }, TEST_TIMEOUT);
   afterAll(async () => {
     await stack?.stop();
   });
@@ -213,13 +215,13 @@ describe('playground, keys off', () => {
   });
 });
 
-describe('playground, API keys on', () => {
+describe('playground, API keys on', { timeout: TEST_TIMEOUT }, () => {
   const KEY = 'sk-playground-test-key';
   let stack: Stack;
   beforeAll(async () => {
     // Discovery needs the key too here, so the page must reload its lists once the key is typed.
     stack = await startStack({ redisUrl: inject('redisUrl'), apiEnv: { API_KEYS: KEY, PUBLIC_DISCOVERY: 'false' } });
-  });
+  }, TEST_TIMEOUT);
   afterAll(async () => {
     await stack?.stop();
   });
