@@ -138,20 +138,21 @@ describe('playground, keys off', { timeout: TEST_TIMEOUT }, () => {
     }
   });
 
-  it('SSE streaming (stream_format "sse", base64 deltas into MediaSource): the audio plays and the figures appear', async () => {
+  it('SSE streaming (stream_format "sse", base64 aac deltas into MediaSource): the audio plays and the figures appear', async () => {
     const { page, problems, close } = await openPlayground(stack);
     try {
-      await fill(page, { input: SENTENCE, format: 'mp3', stream: 'sse' });
+      await fill(page, { input: SENTENCE, format: 'aac', stream: 'sse' });
+      expect(await page.textContent('#playback-mode')).toContain('plays while it streams');
       // The request the page sends asks for SSE, and the answer is an event stream.
       const [request] = await Promise.all([
         page.waitForRequest((r) => r.url().endsWith('/v1/audio/speech')),
         speak(page).then((state) => expect(state).toBe('done')),
       ]);
-      expect(JSON.parse(request.postData() ?? '{}')).toMatchObject({ stream_format: 'sse', response_format: 'mp3' });
+      expect(JSON.parse(request.postData() ?? '{}')).toMatchObject({ stream_format: 'sse', response_format: 'aac' });
       expect((await request.response())?.headers()['content-type']).toMatch(/^text\/event-stream/);
       await expectPlaying(page);
       await expectFigures(page);
-      await screenshot(page, 'playground-sse-mp3');
+      await screenshot(page, 'playground-sse-aac');
       expect(unexpected(problems)).toEqual([]);
     } finally {
       await close();
