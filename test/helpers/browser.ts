@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContextOptions, type Page } from 'playwright-core';
 
 /** Screenshots and other evidence of browser tests (gitignored). */
 export const ARTIFACTS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../test-artifacts');
@@ -37,9 +37,12 @@ export interface OpenedPage {
   close(): Promise<void>;
 }
 
-/** A fresh context (no shared storage between tests) with the page's problems collected. */
-export async function openPage(browser: Browser, url: string): Promise<OpenedPage> {
-  const context = await browser.newContext();
+/**
+ * A fresh context (no shared storage between tests) with the page's problems collected. `contextOptions` passes
+ * e.g. `extraHTTPHeaders: { authorization: 'Bearer …' }` for pages that need a key.
+ */
+export async function openPage(browser: Browser, url: string, contextOptions: BrowserContextOptions = {}): Promise<OpenedPage> {
+  const context = await browser.newContext(contextOptions);
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
   const problems: string[] = [];
