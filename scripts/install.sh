@@ -18,6 +18,9 @@ command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
 # Tests only: nginx runs the gateway config (deploy/nginx/nginx.conf) in front of a test API.
 { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; } || missing+=(nginx)
+# Tests only: chromium runs the browser tests (test/helpers/browser.ts drives it with playwright-core, which
+# downloads no browser of its own).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # Tests only: unzip reads the batch archive back (test/batches-openai.test.ts).
 command -v unzip >/dev/null 2>&1 || missing+=(unzip)
 if [ "${#missing[@]}" -gt 0 ]; then

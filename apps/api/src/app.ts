@@ -15,6 +15,7 @@ import { batchRoutes } from './routes/openai/batches.ts';
 import { legacyGenerateRoutes } from './routes/legacy/generate.ts';
 import { legacyJobRoutes } from './routes/legacy/jobs.ts';
 import { legacyCatalogRoutes } from './routes/legacy/catalog.ts';
+import { playgroundRoutes } from './routes/playground.ts';
 
 export interface BuildOptions {
   /** Replace the JSON logger (tests pass false). */
@@ -87,5 +88,6 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(legacyGenerateRoutes);
   await app.register(legacyJobRoutes);
   await app.register(legacyCatalogRoutes);
+  await app.register(playgroundRoutes);
   return app;
 }
