@@ -6,6 +6,8 @@ export interface ProcInfo {
   /** Executable name as the kernel reports it (`espeak-ng`, `ffmpeg`, `node`). */
   comm: string;
   cmdline: string;
+  /** CPU niceness (stat field 19). */
+  nice: number;
 }
 
 function readProc(pid: number): ProcInfo | undefined {
@@ -14,10 +16,11 @@ function readProc(pid: number): ProcInfo | undefined {
     // comm is in parentheses and may contain spaces; fields after the last ')' are space-separated.
     const close = stat.lastIndexOf(')');
     const comm = stat.slice(stat.indexOf('(') + 1, close);
-    const [state, ppid] = stat.slice(close + 2).split(' ');
+    const fields = stat.slice(close + 2).split(' ');
+    const [state, ppid] = fields;
     if (state === 'Z') return undefined; // exited, not yet reaped: no longer running anything
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
-    return { pid, ppid: Number(ppid), comm, cmdline };
+    return { pid, ppid: Number(ppid), comm, cmdline, nice: Number(fields[16]) };
   } catch {
     return undefined; // exited while we looked
   }

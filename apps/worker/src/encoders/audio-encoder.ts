@@ -1,4 +1,5 @@
 import type { AudioFormat } from '@chorus/shared/audio-formats';
+import type { JobPriority } from '../processors/job-priority.ts';
 
 /** Receives encoded container bytes in order. */
 export type EncodedSink = (chunk: Buffer) => void;
@@ -17,4 +18,6 @@ export interface AudioEncoder {
   finish(): Promise<void>;
   /** Stops at once (abort); idempotent. */
   destroy(): void;
+  /** Encoders that run a process put it under the job's CPU priority (job-priority.ts). */
+  adopt?(priority: JobPriority): void;
 }

@@ -3,10 +3,9 @@ import type { AudioEncoder } from './audio-encoder.ts';
 import { FfmpegEncoder } from './ffmpeg-encoder.ts';
 import type { FfmpegFormat } from './ffmpeg-args.ts';
 import { RawEncoder } from './raw-encoder.ts';
+import { NICENESS } from '../processors/job-priority.ts';
 
 const FFMPEG_FORMATS: readonly FfmpegFormat[] = ['mp3', 'opus', 'aac', 'flac'];
-/** CPU niceness of batch items' child processes (espeak-ng, ffmpeg): realtime work runs first on a busy host. */
-export const BACKGROUND_NICENESS = 10;
 
 /** Longest a used warm encoder waits for its replacement when the job that took it has no output yet. */
 const REFILL_DELAY_MS = 100;
@@ -46,7 +45,7 @@ export class EncoderPool {
    */
   acquire(format: AudioFormat, background = false, inputRate = OUTPUT_SAMPLE_RATE): AudioEncoder {
     if (!isFfmpegFormat(format)) return new RawEncoder(format);
-    if (background) return new FfmpegEncoder(format, BACKGROUND_NICENESS, inputRate);
+    if (background) return new FfmpegEncoder(format, NICENESS.batch, inputRate);
     const idle = this.#idle.get(`${format}@${inputRate}`);
     if (!idle) return new FfmpegEncoder(format, 0, inputRate);
     let encoder: FfmpegEncoder | undefined;

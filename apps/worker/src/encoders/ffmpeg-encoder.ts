@@ -2,6 +2,7 @@ import { OUTPUT_SAMPLE_RATE } from '@chorus/shared/audio-formats';
 import type { AudioEncoder, EncodedSink } from './audio-encoder.ts';
 import { encoderOutputArgs, pcmInputArgs, type FfmpegFormat } from './ffmpeg-args.ts';
 import { FfmpegProcess } from './ffmpeg-process.ts';
+import type { JobPriority } from '../processors/job-priority.ts';
 
 /**
  * mp3 / opus / aac / flac through one ffmpeg per job; constructed ahead of time by the encoder pool. `inputRate`:
@@ -42,5 +43,12 @@ export class FfmpegEncoder implements AudioEncoder {
 
   destroy(): void {
     this.#process.kill();
+  }
+
+  adopt(priority: JobPriority): void {
+    this.#process.withPid((pid) => {
+      const release = priority.adopt(pid);
+      this.#process.done.then(release, release);
+    });
   }
 }

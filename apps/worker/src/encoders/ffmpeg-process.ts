@@ -16,6 +16,8 @@ export class FfmpegProcess {
   readonly done: Promise<void>;
   #failure: Error | undefined;
   #destroyed = false;
+  #pid: number | undefined;
+  #onPid: ((pid: number) => void)[] = [];
 
   /** `niceness` > 0 lowers the process's CPU priority (batch work yields the CPU to realtime requests). */
   constructor(inputArgs: string[], outputArgs: string[], niceness = 0) {
@@ -32,17 +34,24 @@ export class FfmpegProcess {
     });
     this.done.catch(() => {});
     this.#input.on('error', () => {}); // EPIPE after ffmpeg died surfaces through `done`
-    if (niceness > 0) {
-      this.#command.once('start', () => {
-        const pid = (this.#command as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc?.pid;
-        try {
-          if (pid) setPriority(pid, niceness);
-        } catch {
-          // not permitted here: it runs at normal priority, which is only slower for others
-        }
-      });
-    }
+    this.#command.once('start', () => {
+      const pid = (this.#command as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc?.pid;
+      if (!pid) return;
+      this.#pid = pid;
+      try {
+        if (niceness > 0) setPriority(pid, niceness);
+      } catch {
+        // not permitted here: it runs at normal priority, which is only slower for others
+      }
+      for (const fn of this.#onPid.splice(0)) fn(pid);
+    });
     this.#command.pipe(this.#output, { end: true });
+  }
+
+  /** Calls `fn` with ffmpeg's pid once it runs (at once if it does); `fn` is not called for one that never started. */
+  withPid(fn: (pid: number) => void): void {
+    if (this.#pid !== undefined) fn(this.#pid);
+    else this.#onPid.push(fn);
   }
 
   get output(): PassThrough {

@@ -1,4 +1,5 @@
 import type { Preset, Speaker, SynthesisOptions } from '@chorus/shared';
+import type { JobPriority } from '../processors/job-priority.ts';
 
 /** The job's synthesis options (speed, lang, instructions, seed, temperature) plus what the pipeline adds. */
 export interface SynthesisInput extends SynthesisOptions {
@@ -8,8 +9,8 @@ export interface SynthesisInput extends SynthesisOptions {
   /** The part of the requested speed the engine should apply itself (within its speedRange). */
   speed: number;
   preset?: Preset;
-  /** Batch work: engines that run child processes lower their CPU priority (by this niceness). */
-  niceness?: number;
+  /** Engines that run child processes adopt them here (their CPU priority follows the job's; job-priority.ts). */
+  priority?: JobPriority;
 }
 
 /**

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { setPriority } from 'node:os';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { EngineError, type LoadedModel, type SynthesisInput, type TtsEngine } from './engine.ts';
 import { parseWavHeader } from '../audio/wav.ts';
 import { plainText } from './plain-text.ts';
+import type { JobPriority } from '../processors/job-priority.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -69,7 +69,7 @@ export class EspeakEngine implements TtsEngine {
   }
 
   synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer> {
-    return runEspeak(this.#binary, this.args(input), plainText(input.text), signal, input.niceness);
+    return runEspeak(this.#binary, this.args(input), plainText(input.text), signal, input.priority);
   }
 }
 
@@ -88,17 +88,12 @@ export async function* runEspeak(
   args: string[],
   text: string,
   signal: AbortSignal,
-  niceness?: number,
+  priority?: JobPriority,
 ): AsyncGenerator<Buffer> {
   signal.throwIfAborted();
   const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'], signal });
-  if (niceness && child.pid) {
-    try {
-      setPriority(child.pid, niceness);
-    } catch {
-      // not permitted: runs at normal priority
-    }
-  }
+  const release = priority?.adopt(child.pid);
+  if (release) child.once('exit', release);
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {

@@ -7,7 +7,8 @@ import {
   pickSynthesisOptions, remainingOutcomes, TtsJob, type TtsJobResult,
 } from '@chorus/shared';
 import { EngineError, type TtsEngine } from '../engines/engine.ts';
-import { BACKGROUND_NICENESS, isFfmpegFormat, type EncoderPool } from '../encoders/encoder-pool.ts';
+import { isFfmpegFormat, type EncoderPool } from '../encoders/encoder-pool.ts';
+import { JobPriority, NICENESS } from './job-priority.ts';
 import { TempoStage } from '../encoders/tempo-stage.ts';
 import { Resampler } from '../audio/resampler.ts';
 import { segmentText } from '../audio/segmenter.ts';
@@ -139,6 +140,10 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const resampleHere = !isFfmpegFormat(data.format) && !needsTempo;
     const encoder = deps.encoders.acquire(data.format, background, pcmRate);
     encoder.attach((chunk) => writer.push(chunk));
+    // Full CPU priority until the listener has new audio, then behind jobs that have none yet (job-priority.ts).
+    const priority = new JobPriority(background ? NICENESS.batch : NICENESS.firstAudio);
+    encoder.adopt?.(priority);
+    if (!background) writer.onFirstChunk?.(() => priority.raise(NICENESS.streaming));
 
     // The audio limit, on the PCM the client gets (after tempo): the job fails as soon as its audio passes it,
     // whatever the text (4,095 ideographs at speed 0.25 would be hours). Counted before the encoder sees the
@@ -193,7 +198,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
         for await (const pcm of engine.synthesize(
           {
             ...options, speed: engineSpeed, text: segment, speaker: data.speaker,
-            preset: data.preset?.values, niceness: background ? BACKGROUND_NICENESS : undefined,
+            preset: data.preset?.values, priority,
           },
           stop.signal,
         )) {

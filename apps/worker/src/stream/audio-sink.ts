@@ -16,4 +16,6 @@ export interface AudioSink {
   readonly bytes: number;
   readonly chunks: number;
   readonly firstChunkAt: number | undefined;
+  /** Calls `fn` once, when this attempt's first bytes are out (not counting bytes an earlier attempt published). */
+  onFirstChunk?(fn: () => void): void;
 }

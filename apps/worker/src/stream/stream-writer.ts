@@ -61,6 +61,7 @@ export class StreamWriter implements AudioSink {
   producedBytes = 0;
   chunks = 0;
   firstChunkAt: number | undefined;
+  #onFirstChunk: (() => void) | undefined;
 
   constructor(redis: Redis, key: string, ttlS: number, position: StreamPosition) {
     this.#redis = redis;
@@ -121,7 +122,10 @@ export class StreamWriter implements AudioSink {
           this.#seq += 1;
           this.#offset += data.length;
           this.chunks += 1;
-          this.firstChunkAt ??= Date.now();
+          if (this.firstChunkAt === undefined) {
+            this.firstChunkAt = Date.now();
+            this.#onFirstChunk?.();
+          }
         }
       }
     } catch (err) {
@@ -131,6 +135,11 @@ export class StreamWriter implements AudioSink {
     }
     // Bytes that came in during the last XADD but are not due yet: hold them.
     if (!this.#error) this.#kick();
+  }
+
+  onFirstChunk(fn: () => void): void {
+    if (this.firstChunkAt !== undefined) fn();
+    else this.#onFirstChunk = fn;
   }
 
   /** Waits until everything pushed so far is on the stream. */

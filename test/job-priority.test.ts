@@ -1,0 +1,54 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startStack, type Stack } from './helpers/stack.ts';
+import { descendantsNamed, waitFor } from './helpers/processes.ts';
+
+/*
+ * Issue 12: a realtime job's child processes run at full CPU priority until its first audio is out, then at
+ * niceness 5, behind jobs whose listeners have nothing yet (apps/worker/src/processors/job-priority.ts). Read from
+ * /proc while a long request streams from a real worker.
+ */
+
+const LONG = Array.from({ length: 36 }, (_, i) =>
+  `Sentence ${i + 1} of a long reading keeps the engine busy for a good while after the first words are out.`,
+).join(' ');
+
+describe('job CPU priority', () => {
+  let stack: Stack;
+  beforeAll(async () => {
+    stack = await startStack({ redisUrl: inject('redisUrl'), workers: 1 });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+  });
+
+  it('a streaming job\'s espeak-ng and ffmpeg yield once its first audio is out; idle warm encoders do not', async () => {
+    const worker = stack.workers[0]!.process.pid!;
+    const res = await fetch(`${stack.baseUrl}/v1/audio/speech`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tts-1', voice: 'alloy', input: LONG, response_format: 'mp3', speed: 0.5 }),
+    });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    expect((await reader.read()).done).toBe(false); // first audio is here
+
+    // While the job still runs: its engine and its encoder at niceness 5.
+    let seen = { espeak: false, ffmpeg: false };
+    expect(await waitFor(() => {
+      const espeak = descendantsNamed(worker, 'espeak-ng');
+      const ffmpeg = descendantsNamed(worker, 'ffmpeg');
+      seen = { espeak: espeak.some((p) => p.nice === 5), ffmpeg: ffmpeg.some((p) => p.nice === 5) };
+      return seen.espeak && seen.ffmpeg;
+    }, 30_000, 5), JSON.stringify(seen)).toBeGreaterThanOrEqual(0);
+    // The warm pool's idle encoders (no job yet) keep full priority for the next request's first byte.
+    expect(descendantsNamed(worker, 'ffmpeg').filter((p) => p.nice === 0).length).toBeGreaterThan(0);
+
+    let bytes = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      bytes += value.length;
+    }
+    expect(bytes).toBeGreaterThan(10_000);
+  }, 120_000);
+});
