@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import cors from '@fastify/cors';
 import { loggerOptions, newRequestId, type ApiConfig } from '@chorus/shared';
 import { clientErrorHandler, errorsPlugin, frameworkErrorHandler, preflightCheck } from './plugins/errors.ts';
@@ -21,6 +21,8 @@ import { legacyCatalogRoutes } from './routes/legacy/catalog.ts';
 export interface BuildOptions {
   /** Replace the JSON logger (tests pass false). */
   logger?: boolean;
+  /** Sees every route as it is registered (tests compare them with /openapi.json). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 /** The API's version, as /openapi.json states it. */
@@ -56,6 +58,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     clientErrorHandler,
   });
 
+  if (options.onRoute) app.addHook('onRoute', options.onRoute);
   app.decorateRequest('startedAt', 0);
   app.addHook('onRequest', async (request, reply) => {
     request.startedAt = performance.now();
