@@ -115,7 +115,8 @@ export const openapiPlugin = fp<{ version: string }>(
       transform: (doc) => {
         const out = jsonSchemaTransform(doc);
         const declared = (doc.schema?.response ?? {}) as Responses;
-        const schema = out.schema as { response?: Responses; security?: unknown[] };
+        // A route without a schema still gets the common errors (and stays listed).
+        const schema = ((out as { schema?: unknown }).schema ??= {}) as { response?: Responses; security?: unknown[] };
         const response = (schema.response ??= {});
         // The type provider keeps a response's description and content; its headers are put back here.
         for (const [status, r] of Object.entries(declared)) if (r.headers && response[status]) response[status].headers = r.headers;
