@@ -1,4 +1,5 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import { createRequire } from 'node:module';
+import Fastify, { type FastifyInstance, type RouteOptions } from 'fastify';
 import cors from '@fastify/cors';
 import { loggerOptions, newRequestId, type ApiConfig } from '@chorus/shared';
 import { clientErrorHandler, errorsPlugin, frameworkErrorHandler, preflightCheck } from './plugins/errors.ts';
@@ -6,6 +7,7 @@ import { authPlugin } from './plugins/auth.ts';
 import { servicesPlugin } from './plugins/services.ts';
 import { drainingPlugin } from './plugins/draining.ts';
 import { rateLimitPlugin } from './plugins/rate-limit.ts';
+import { openapiPlugin } from './plugins/openapi.ts';
 import { healthRoutes } from './routes/health.ts';
 import { modelRoutes } from './routes/openai/models.ts';
 import { voiceRoutes } from './routes/openai/voices.ts';
@@ -20,7 +22,12 @@ import { playgroundRoutes } from './routes/playground.ts';
 export interface BuildOptions {
   /** Replace the JSON logger (tests pass false). */
   logger?: boolean;
+  /** Sees every route as it is registered (tests compare them with /openapi.json). */
+  onRoute?: (route: RouteOptions) => void;
 }
+
+/** The API's version, as /openapi.json states it. */
+const API_VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
 const trustHops = (hops: number) => (_address: string, hop: number) => hop < hops;
 
@@ -52,6 +59,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
     clientErrorHandler,
   });
 
+  if (options.onRoute) app.addHook('onRoute', options.onRoute);
   app.decorateRequest('startedAt', 0);
   app.addHook('onRequest', async (request, reply) => {
     request.startedAt = performance.now();
@@ -79,6 +87,8 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(drainingPlugin);
   // After auth: its hooks run in registration order, so a bad key is a 401 that spends no budget.
   if (config.rateLimitPerMin > 0) await app.register(rateLimitPlugin, { perMinute: config.rateLimitPerMin });
+  // Before the routes: it validates what they declare and collects them for /openapi.json (plugins/openapi.ts).
+  await app.register(openapiPlugin, { version: API_VERSION });
   await app.register(healthRoutes);
   await app.register(modelRoutes);
   await app.register(voiceRoutes);

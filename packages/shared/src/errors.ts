@@ -3,6 +3,7 @@
  * and `code`, and our own `TTS_ERR_*` name (what logs and metrics use). The API renders them with
  * {@link errorEnvelope}; the worker publishes them on the job's stream as a terminal `error` record.
  */
+import { z } from 'zod';
 
 export type ErrorType = 'invalid_request_error' | 'rate_limit_error' | 'server_error';
 
@@ -44,6 +45,23 @@ export const ERRORS = {
 
 export type ErrorName = keyof typeof ERRORS;
 
+/** OpenAI's error body, the one shape every failure has on the wire (documented as `Error` in /openapi.json). */
+export const ErrorEnvelopeSchema = z
+  .object({
+    error: z.object({
+      message: z.string().describe('What went wrong, for people.'),
+      type: z.enum(['invalid_request_error', 'rate_limit_error', 'server_error']).describe("OpenAI's error type."),
+      param: z.string().nullable().describe('The request field at fault (a dotted path such as `voice.id`), or null.'),
+      code: z.string().nullable().describe('A stable machine-readable code from the error catalogue.'),
+    }),
+  })
+  .meta({
+    id: 'Error',
+    description: "OpenAI's error envelope.",
+    example: {
+      error: { message: "'input' is too long: at most 4096 characters.", type: 'invalid_request_error', param: 'input', code: 'string_too_long' },
+    },
+  });
 export interface ErrorEnvelope {
   error: { message: string; type: string; param: string | null; code: string | null };
 }
@@ -96,4 +114,26 @@ export function errorNameForCode(code: string): ErrorName {
     if (spec.code === code) return name;
   }
   return 'TTS_ERR_INTERNAL';
+}
+
+/**
+ * OpenAPI responses for the catalogue entries a route can answer with, one per status, each listing its codes
+ * (route schemas declare these; /openapi.json documents them). Later names for the same status add their codes.
+ */
+export function errorResponses(...names: ErrorName[]) {
+  const codes = new Map<number, Set<string>>();
+  for (const name of names) {
+    const spec: ErrorSpec = ERRORS[name];
+    const set = codes.get(spec.status) ?? new Set<string>();
+    set.add(`\`${spec.code}\``);
+    codes.set(spec.status, set);
+  }
+  const out: Record<number, { description: string; content: { 'application/json': { schema: typeof ErrorEnvelopeSchema } } }> = {};
+  for (const [status, set] of [...codes].sort(([a], [b]) => a - b)) {
+    out[status] = {
+      description: `Error (${[...set].join(', ')}).`,
+      content: { 'application/json': { schema: ErrorEnvelopeSchema } },
+    };
+  }
+  return out;
 }

@@ -20,3 +20,4 @@ export * from './storage/index.ts';
 export * from './files.ts';
 export * from './batches.ts';
 export * from './schemas/batch-item.ts';
+export * from './schemas/api.ts';

@@ -10,6 +10,7 @@ export function validationError(error: z.ZodError, input: unknown, paramPrefix =
   if (!issue) return new ChorusError('TTS_ERR_VALIDATION', 'invalid request');
   const param = paramPrefix + (issue.path.map(String).join('.') || '') || null;
   const field = param ?? 'body';
+  if (VERBATIM.has(issue.message)) return new ChorusError('TTS_ERR_VALIDATION', issue.message, { param });
   if (valueAt(input, issue.path) === undefined && (issue.code === 'invalid_type' || issue.code === 'invalid_union')) {
     return new ChorusError('TTS_ERR_MISSING_FIELD', `Missing required parameter: '${field}'.`, { param });
   }
@@ -38,6 +39,18 @@ export function validationError(error: z.ZodError, input: unknown, paramPrefix =
     );
   }
   return new ChorusError('TTS_ERR_VALIDATION', `Invalid '${field}': ${issue.message}`, { param });
+}
+
+/** Messages {@link verbatim} marked: sent as they are instead of the generic wording above. */
+const VERBATIM = new Set<string>();
+
+/**
+ * A field's own error message, for every check of that field (`z.coerce.number(verbatim(m)).int(verbatim(m))`):
+ * the 400 then carries exactly `message` (code `invalid_value`), as query parameters have always been reported.
+ */
+export function verbatim(message: string): { error: string } {
+  VERBATIM.add(message);
+  return { error: message };
 }
 
 /** Parses or throws the 400. */

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import fp from 'fastify-plugin';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ChorusError, errorEnvelope, type ErrorName } from '@chorus/shared';
+import { RequestValidationError, toValidationError } from './openapi.ts';
 
 /** Fastify's own failures (body parsing, limits) mapped to our catalogue. */
 const FASTIFY_CODES: Record<string, ErrorName> = {
@@ -57,7 +58,8 @@ export function sendError(reply: FastifyReply, error: ChorusError) {
 export const errorsPlugin = fp(
   async (app) => {
     app.setErrorHandler((err, request: FastifyRequest, reply) => {
-      const error = toChorusError(err);
+      // A declared schema refused the request: the same 400 the route would have given parsing it itself.
+      const error = err instanceof RequestValidationError ? toValidationError(err, request) : toChorusError(err);
       if (error.status >= 500) request.log.error({ err: error.cause ?? err, code: error.errorName }, error.message);
       else request.log.info({ code: error.errorName, param: error.param }, error.message);
       request.server.metrics?.rejected.inc({ reason: error.code });

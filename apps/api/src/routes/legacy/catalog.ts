@@ -1,7 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { PresetList, SpeakerList } from '@chorus/shared';
 
 export const legacyCatalogRoutes: FastifyPluginAsync = async (app) => {
-  app.get('/api/speakers', async () => ({
+  app.get('/api/speakers', {
+    schema: { tags: ['legacy'], summary: 'Configured speakers', response: { 200: SpeakerList.describe('The speakers.') } },
+  }, async () => ({
     speakers: app.voices.speakers().map((s) => ({
       id: s.id,
       name: s.name,
@@ -12,7 +15,9 @@ export const legacyCatalogRoutes: FastifyPluginAsync = async (app) => {
     })),
   }));
 
-  app.get('/api/presets', async () => ({
+  app.get('/api/presets', {
+    schema: { tags: ['legacy'], summary: 'Configured presets', response: { 200: PresetList.describe('The presets.') } },
+  }, async () => ({
     presets: Object.entries(app.voices.presets).map(([id, values]) => ({ id, ...values })),
   }));
 };

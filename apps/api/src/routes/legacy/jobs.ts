@@ -1,11 +1,21 @@
 import { Readable } from 'node:stream';
+import { z } from 'zod';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { ChorusError, decodeRecord, isTerminal, OUTPUT_SAMPLE_RATE } from '@chorus/shared';
+import {
+  ChorusError, decodeRecord, errorResponses, isTerminal, JobIdParams, LegacyJob, LegacyStreamEvent, OUTPUT_SAMPLE_RATE,
+} from '@chorus/shared';
+import { docsOnly, responseHeaders, type ZodRequestTypes } from '../../plugins/openapi.ts';
 import { legacySse } from '../../relay/framing.ts';
 import { watchJob } from '../../relay/job-watchdog.ts';
 import { findJob, legacyJobBody, type StreamOutcome } from '../../services/job-lookup.ts';
 
-export const legacyJobRoutes: FastifyPluginAsync = async (app) => {
+/** Last-Event-ID, documented; checked by the route (its 400 names the header as sent). */
+const EventsHeaders = docsOnly(z.object({
+  'last-event-id': z.string().optional().describe('Resume after this event id (a sequence number).'),
+}));
+
+export const legacyJobRoutes: FastifyPluginAsync = async (instance) => {
+  const app = instance.withTypeProvider<ZodRequestTypes>();
   /** Another key's job is the same 404 as no job at all, so job ids cannot be probed. */
   const lookup = async (id: string, request: FastifyRequest) => {
     const found = await findJob(id, app.models.engines, (e, lane) => app.speech.queue(e, lane));
@@ -14,7 +24,14 @@ export const legacyJobRoutes: FastifyPluginAsync = async (app) => {
     return view;
   };
 
-  app.get<{ Params: { job_id: string } }>('/api/jobs/:job_id', async (request) => {
+  app.get('/api/jobs/:job_id', {
+    schema: {
+      tags: ['legacy'],
+      summary: 'A job’s status',
+      params: JobIdParams,
+      response: { 200: LegacyJob.describe('The job.'), ...errorResponses('TTS_ERR_NOT_FOUND') },
+    },
+  }, async (request) => {
     const view = await lookup(request.params.job_id, request);
     let outcome: StreamOutcome | undefined;
     if (view.status === 'queued' || view.status === 'running') {
@@ -28,7 +45,23 @@ export const legacyJobRoutes: FastifyPluginAsync = async (app) => {
   });
 
   /** Replays the job's stream from the start, or resumes after `Last-Event-ID`, while it is retained. */
-  app.get<{ Params: { job_id: string } }>('/api/jobs/:job_id/events', async (request, reply) => {
+  app.get('/api/jobs/:job_id/events', {
+    schema: {
+      tags: ['legacy'],
+      summary: 'A job’s events, replayed or resumed',
+      description: 'Replays the job’s stream from the start, or resumes after `Last-Event-ID`, while it is retained (STREAM_TTL_S).',
+      params: JobIdParams,
+      headers: EventsHeaders,
+      response: {
+        200: {
+          description: 'The same events as POST /api/generate_tts/stream (no `start` on a resume).',
+          headers: responseHeaders('x-request-id', 'x-job-id'),
+          content: { 'text/event-stream': { schema: LegacyStreamEvent } },
+        },
+        ...errorResponses('TTS_ERR_VALIDATION', 'TTS_ERR_NOT_FOUND'),
+      },
+    },
+  }, async (request, reply) => {
     const view = await lookup(request.params.job_id, request);
     const lastEventId = request.headers['last-event-id'];
     let afterSeq: number | undefined;

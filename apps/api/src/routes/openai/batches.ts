@@ -2,16 +2,15 @@ import type { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ZipFile } from 'yazl';
 import { z } from 'zod';
-import { BATCH_ID_PATTERN, ChorusError, completionWindowSeconds, FORMAT_INFO, parseOrThrow, StorageKeys } from '@chorus/shared';
+import {
+  BatchCreateBody, BatchIdParams, BatchList, BatchListQuery, BatchObject, ChorusError, completionWindowSeconds,
+  errorResponses, FORMAT_INFO, StorageKeys,
+} from '@chorus/shared';
 import { BATCH_ENDPOINT, batchObject } from '../../services/batch-service.ts';
+import type { ZodRequestTypes } from '../../plugins/openapi.ts';
 
-const CreateBody = z.object({
-  input_file_id: z.string().min(1).max(100),
-  endpoint: z.string(),
-  completion_window: z.string(),
-  // OpenAI: up to 16 pairs, keys up to 64 characters, values up to 512.
-  metadata: z.record(z.string().max(64), z.string().max(512)).refine((m) => Object.keys(m).length <= 16, 'at most 16 keys').nullish(),
-});
+const batchResponse = (description: string) => ({ description, content: { 'application/json': { schema: BatchObject } } });
+const notFoundResponse = errorResponses('TTS_ERR_NOT_FOUND');
 
 const notFound = (id: string) => new ChorusError('TTS_ERR_NOT_FOUND', `No such Batch object: ${id}`, { param: 'batch_id' });
 
@@ -30,7 +29,8 @@ function entryNames() {
 const EXT_BY_TYPE = new Map(Object.values(FORMAT_INFO).map((f) => [f.contentType, f.extension]));
 
 /** OpenAI's Batch API, with `/v1/audio/speech` as the endpoint (SPEC §2 Batch); batches belong to their key. */
-export const batchRoutes: FastifyPluginAsync = async (app) => {
+export const batchRoutes: FastifyPluginAsync = async (instance) => {
+  const app = instance.withTypeProvider<ZodRequestTypes>();
   /** Another key's batch is the same 404 as no batch, so ids cannot be probed. */
   const lookup = async (id: string, request: FastifyRequest) => {
     const h = await app.batches.get(id);
@@ -38,8 +38,29 @@ export const batchRoutes: FastifyPluginAsync = async (app) => {
     return h;
   };
 
-  app.post('/v1/batches', async (request) => {
-    const body = parseOrThrow(CreateBody, request.body ?? {});
+  app.post('/v1/batches', {
+    schema: {
+      tags: ['batches'],
+      summary: 'Create a batch',
+      description:
+        'Runs every line of the input file (`{custom_id, method: "POST", url: "/v1/audio/speech", body}`) at batch ' +
+        'priority. Output lines: `{id, custom_id, response: {status_code: 200, request_id, body: {file_id, content_type, ' +
+        'bytes, duration_s}}, error: null}`; the audio is GET /v1/files/{file_id}/content.',
+      body: BatchCreateBody,
+      response: {
+        200: batchResponse('The batch (status `validating`).'),
+        ...errorResponses(
+          'TTS_ERR_VALIDATION', 'TTS_ERR_MISSING_FIELD', 'TTS_ERR_INVALID_TYPE', 'TTS_ERR_INPUT_TOO_LONG', 'TTS_ERR_INVALID_JSON',
+          'TTS_ERR_NOT_FOUND', 'TTS_ERR_PAYLOAD_TOO_LARGE', 'TTS_ERR_UNSUPPORTED_MEDIA_TYPE', 'TTS_ERR_TOO_MANY_BATCHES',
+        ),
+      },
+    },
+    // No body reads as an empty one, so the 400 names the first missing field.
+    preValidation: async (request) => {
+      (request as { body: unknown }).body ??= {};
+    },
+  }, async (request) => {
+    const body = request.body;
     if (body.endpoint !== BATCH_ENDPOINT) {
       throw new ChorusError('TTS_ERR_VALIDATION', `Chorus runs batches for '${BATCH_ENDPOINT}' only.`, { param: 'endpoint' });
     }
@@ -65,22 +86,32 @@ export const batchRoutes: FastifyPluginAsync = async (app) => {
     });
   });
 
-  app.get<{ Querystring: Record<string, string | undefined> }>('/v1/batches', async (request) => {
-    const q = request.query;
-    const limit = q.limit === undefined ? 20 : Number(q.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
-      throw new ChorusError('TTS_ERR_VALIDATION', 'limit must be an integer from 1 to 100.', { param: 'limit' });
-    }
-    if (q.after !== undefined && !BATCH_ID_PATTERN.test(q.after)) {
-      throw new ChorusError('TTS_ERR_VALIDATION', 'after must be a batch id from a previous page.', { param: 'after' });
-    }
-    const { data, hasMore } = await app.batches.list(await app.identity.owner(request), q.after, limit);
+  app.get('/v1/batches', {
+    schema: {
+      tags: ['batches'],
+      summary: 'List batches',
+      querystring: BatchListQuery,
+      response: { 200: BatchList.describe('A page of batches, newest first.'), ...errorResponses('TTS_ERR_VALIDATION') },
+    },
+  }, async (request) => {
+    const { limit, after } = request.query;
+    const { data, hasMore } = await app.batches.list(await app.identity.owner(request), after, limit);
     return { object: 'list' as const, data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: hasMore };
   });
 
-  app.get<{ Params: { id: string } }>('/v1/batches/:id', async (request) => batchObject(await lookup(request.params.id, request)));
+  app.get('/v1/batches/:id', {
+    schema: { tags: ['batches'], summary: 'Retrieve a batch', params: BatchIdParams, response: { 200: batchResponse('The batch.'), ...notFoundResponse } },
+  }, async (request) => batchObject(await lookup(request.params.id, request)));
 
-  app.post<{ Params: { id: string } }>('/v1/batches/:id/cancel', async (request) => {
+  app.post('/v1/batches/:id/cancel', {
+    schema: {
+      tags: ['batches'],
+      summary: 'Cancel a batch',
+      description: 'Items still waiting are dropped; the batch goes `cancelling`, then `cancelled` with what finished.',
+      params: BatchIdParams,
+      response: { 200: batchResponse('The batch.'), ...notFoundResponse },
+    },
+  }, async (request) => {
     const h = await lookup(request.params.id, request);
     await app.batches.cancel(h.id!);
     return batchObject((await app.batches.get(h.id!)) ?? h);
@@ -90,7 +121,18 @@ export const batchRoutes: FastifyPluginAsync = async (app) => {
    * A zip of every completed item's audio, named by custom_id. Entries are stored (audio is compressed already),
    * and each file is opened only when yazl reaches it, so the zip streams with one storage read open at a time.
    */
-  app.get<{ Params: { id: string } }>('/v1/batches/:id/archive', async (request, reply) => {
+  app.get('/v1/batches/:id/archive', {
+    schema: {
+      tags: ['batches'],
+      summary: 'All audio of a batch as a zip',
+      description: 'Chorus extension: every completed item’s audio, named by `custom_id`, streamed.',
+      params: BatchIdParams,
+      response: {
+        200: { description: 'A zip archive.', content: { 'application/zip': { schema: z.string().meta({ format: 'binary' }) } } },
+        ...notFoundResponse,
+      },
+    },
+  }, async (request, reply) => {
     const h = await lookup(request.params.id, request);
     const items = await app.batches.completedItems(h.id!);
     const zip = new ZipFile();

@@ -1,8 +1,12 @@
 import { finished, Transform, type TransformCallback } from 'node:stream';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
-import { ChorusError, FILE_ID_PATTERN, StorageKeys } from '@chorus/shared';
+import { z } from 'zod';
+import {
+  ChorusError, errorResponses, FileDeleted, FileIdParams, FileList, FileListQuery, FileObject, FileUploadBody, StorageKeys,
+} from '@chorus/shared';
 import { fileObject, type FileMeta } from '../../services/file-store.ts';
+import { docsOnly, type ZodRequestTypes } from '../../plugins/openapi.ts';
 
 /** Purposes POST /v1/files accepts (batch output files are made by Chorus itself). */
 const UPLOAD_PURPOSES = new Set(['batch']);
@@ -31,7 +35,8 @@ const tooLarge = (max: number) =>
 const notFound = (id: string) => new ChorusError('TTS_ERR_NOT_FOUND', `No such File object: ${id}`, { param: 'file_id' });
 
 /** OpenAI's Files API (SPEC §2 Batch): JSONL batch input files, kept per FILE_RETENTION_S, owned by their key. */
-export const fileRoutes: FastifyPluginAsync = async (app) => {
+export const fileRoutes: FastifyPluginAsync = async (instance) => {
+  const app = instance.withTypeProvider<ZodRequestTypes>();
   const max = app.config.maxBatchFileBytes;
   // Registered here, so multipart bodies are parsed on these routes only (elsewhere they stay a 415).
   await app.register(multipart, {
@@ -46,7 +51,23 @@ export const fileRoutes: FastifyPluginAsync = async (app) => {
     return meta;
   };
 
-  app.post('/v1/files', async (request, reply) => {
+  app.post('/v1/files', {
+    schema: {
+      tags: ['files'],
+      summary: 'Upload a file',
+      description: 'A JSONL batch input file, as multipart/form-data (`file`, `purpose=batch`).',
+      consumes: ['multipart/form-data'],
+      // Documented only: the handler reads the multipart stream itself (a validator would have to buffer it).
+      body: docsOnly(FileUploadBody),
+      response: {
+        200: { description: 'The stored file.', content: { 'application/json': { schema: FileObject } } },
+        ...errorResponses(
+          'TTS_ERR_VALIDATION', 'TTS_ERR_MISSING_FIELD', 'TTS_ERR_PAYLOAD_TOO_LARGE', 'TTS_ERR_UNSUPPORTED_MEDIA_TYPE',
+          'TTS_ERR_BACKEND_UNAVAILABLE',
+        ),
+      },
+    },
+  }, async (request, reply) => {
     if (!request.isMultipart()) {
       throw new ChorusError('TTS_ERR_UNSUPPORTED_MEDIA_TYPE', 'Send the file as multipart/form-data (fields `file` and `purpose`).');
     }
@@ -124,22 +145,19 @@ export const fileRoutes: FastifyPluginAsync = async (app) => {
     }
   });
 
-  app.get<{ Querystring: Record<string, string | undefined> }>('/v1/files', async (request) => {
-    const q = request.query;
-    const limit = q.limit === undefined ? 10_000 : Number(q.limit);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
-      throw new ChorusError('TTS_ERR_VALIDATION', 'limit must be an integer from 1 to 10000.', { param: 'limit' });
-    }
-    const order = q.order ?? 'desc';
-    if (order !== 'asc' && order !== 'desc') {
-      throw new ChorusError('TTS_ERR_VALIDATION', "order must be 'asc' or 'desc'.", { param: 'order' });
-    }
-    if (q.after !== undefined && !FILE_ID_PATTERN.test(q.after)) {
-      throw new ChorusError('TTS_ERR_VALIDATION', 'after must be a file id from a previous page.', { param: 'after' });
-    }
+  app.get('/v1/files', {
+    schema: {
+      tags: ['files'],
+      summary: 'List files',
+      description: 'The admin key lists every file; other keys their own.',
+      querystring: FileListQuery,
+      response: { 200: FileList.describe('A page of files.'), ...errorResponses('TTS_ERR_VALIDATION') },
+    },
+  }, async (request) => {
+    const { limit, order, after, purpose } = request.query;
     // Keys on: the admin key lists every file, other keys their own. Keys off: every file (all are owner-less).
     const index = request.client?.admin ? app.keys.allFiles() : app.keys.ownerFiles(await app.identity.owner(request));
-    const { data, hasMore } = await app.files.list({ index, after: q.after, limit, order, purpose: q.purpose });
+    const { data, hasMore } = await app.files.list({ index, after, limit, order, purpose });
     return {
       object: 'list' as const,
       data: data.map(fileObject),
@@ -149,9 +167,31 @@ export const fileRoutes: FastifyPluginAsync = async (app) => {
     };
   });
 
-  app.get<{ Params: { id: string } }>('/v1/files/:id', async (request) => fileObject(await lookup(request.params.id, request)));
+  const notFoundResponse = errorResponses('TTS_ERR_NOT_FOUND');
 
-  app.get<{ Params: { id: string } }>('/v1/files/:id/content', async (request, reply) => {
+  app.get('/v1/files/:id', {
+    schema: {
+      tags: ['files'],
+      summary: 'Retrieve a file',
+      params: FileIdParams,
+      response: { 200: { description: 'The file.', content: { 'application/json': { schema: FileObject } } }, ...notFoundResponse },
+    },
+  }, async (request) => fileObject(await lookup(request.params.id, request)));
+
+  app.get('/v1/files/:id/content', {
+    schema: {
+      tags: ['files'],
+      summary: 'A file’s content',
+      params: FileIdParams,
+      response: {
+        200: {
+          description: 'The bytes, with the file’s own Content-Type (JSONL for batch files, audio for batch audio).',
+          content: { 'application/octet-stream': { schema: z.string().meta({ format: 'binary' }) } },
+        },
+        ...errorResponses('TTS_ERR_NOT_FOUND', 'TTS_ERR_BACKEND_UNAVAILABLE'),
+      },
+    },
+  }, async (request, reply) => {
     const meta = await lookup(request.params.id, request);
     const object = await app.files.storage.get(StorageKeys.file(meta.id)).catch((err: unknown) => {
       throw storageFailure(err, request);
@@ -165,7 +205,14 @@ export const fileRoutes: FastifyPluginAsync = async (app) => {
       .send(object.body);
   });
 
-  app.delete<{ Params: { id: string } }>('/v1/files/:id', async (request) => {
+  app.delete('/v1/files/:id', {
+    schema: {
+      tags: ['files'],
+      summary: 'Delete a file',
+      params: FileIdParams,
+      response: { 200: FileDeleted.describe('Deleted.'), ...notFoundResponse },
+    },
+  }, async (request) => {
     const meta = await lookup(request.params.id, request);
     await app.files.delete(meta);
     return { id: meta.id, object: 'file' as const, deleted: true };

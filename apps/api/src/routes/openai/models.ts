@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { ChorusError } from '@chorus/shared';
+import { ChorusError, errorResponses, ModelIdParams, ModelList, ModelObject } from '@chorus/shared';
+import type { ZodRequestTypes } from '../../plugins/openapi.ts';
 import type { LiveEngine } from '../../services/worker-directory.ts';
 
 /** A fixed creation time: models here are configuration, not artefacts with a history. */
@@ -16,16 +17,36 @@ function modelObject(id: string, engine: string, live: ReadonlyMap<string, LiveE
   };
 }
 
-export const modelRoutes: FastifyPluginAsync = async (app) => {
+export const modelRoutes: FastifyPluginAsync = async (instance) => {
+  const app = instance.withTypeProvider<ZodRequestTypes>();
   const available = async () => {
     const live = await app.directory.liveEngines();
     const served = new Set(live.keys());
     return app.models.availableModels(served).map((id) => modelObject(id, app.models.routeFor(id, served)!, live));
   };
 
-  app.get('/v1/models', { config: { auth: 'discovery' } }, async () => ({ object: 'list', data: await available() }));
+  app.get('/v1/models', {
+    config: { auth: 'discovery' },
+    schema: {
+      tags: ['models'],
+      summary: 'List models',
+      description: 'The aliases and engine models some live worker serves.',
+      response: { 200: ModelList.describe('The models.') },
+    },
+  }, async () => ({ object: 'list', data: await available() }));
 
-  app.get<{ Params: { id: string } }>('/v1/models/:id', { config: { auth: 'discovery' } }, async (request) => {
+  app.get('/v1/models/:id', {
+    config: { auth: 'discovery' },
+    schema: {
+      tags: ['models'],
+      summary: 'Retrieve a model',
+      params: ModelIdParams,
+      response: {
+        200: { description: 'The model.', content: { 'application/json': { schema: ModelObject } } },
+        ...errorResponses('TTS_ERR_MODEL_NOT_FOUND'),
+      },
+    },
+  }, async (request) => {
     const model = (await available()).find((m) => m.id === request.params.id);
     if (!model) {
       throw new ChorusError('TTS_ERR_MODEL_NOT_FOUND', `The model '${request.params.id}' does not exist.`, { param: 'model' });

@@ -1,8 +1,10 @@
 import { Readable } from 'node:stream';
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
-  FORMAT_INFO, parseOrThrow, SPEECH_FIELDS, speechRequestSchema, speechSynthesisOptions, type SpeechRequest,
+  audioContent, errorResponses, FORMAT_INFO, SPEECH_FIELDS, speechRequestSchema, speechSynthesisOptions, SpeechQuery,
+  SpeechStreamEvent,
 } from '@chorus/shared';
+import { responseHeaders, type ZodRequestTypes } from '../../plugins/openapi.ts';
 import { awaitFirstRecord } from '../../relay/first-record.ts';
 import { awaitEnd, openaiSse, rawAudio, replayFile } from '../../relay/framing.ts';
 import type { StartedJob } from '../../services/speech-service.ts';
@@ -11,24 +13,55 @@ import { countQueuedCancel } from '../../count-queued-cancel.ts';
 const ROUTE = '/v1/audio/speech';
 
 /** `?stream=false` as existing integrations send it; the body's `stream` wins when both are present. */
-function streamFromQuery(query: unknown): boolean | undefined {
-  const v = (query as Record<string, unknown> | undefined)?.stream;
+function streamFromQuery(v: string | undefined): boolean | undefined {
   if (v === 'false' || v === '0') return false;
   if (v === 'true' || v === '1') return true;
   return undefined;
 }
 
+/** The body as sent: validation replaces it with the parsed one (defaults in, unknown fields out). */
+const rawBodies = new WeakMap<FastifyRequest, unknown>();
+
 export const speechRoutes: FastifyPluginAsync = async (app) => {
   const schema = speechRequestSchema(app.config.maxInputChars);
 
-  app.post(ROUTE, async (request, reply) => {
-    const raw = request.body;
-    const body: SpeechRequest = parseOrThrow(schema, raw);
-    const ignored = Object.keys(raw as object).filter((k) => !(SPEECH_FIELDS as readonly string[]).includes(k));
+  app.withTypeProvider<ZodRequestTypes>().post(ROUTE, {
+    schema: {
+      tags: ['speech'],
+      summary: 'Create speech',
+      description:
+        'Synthesizes `input`. `stream_format: "audio"` (default) streams the container bytes chunked as they are made; ' +
+        '`"sse"` sends Server-Sent Events; `stream: false` answers once complete, with Content-Length. A failure after ' +
+        'raw bytes were sent closes the connection without the final chunk (a truncated transfer).',
+      body: schema,
+      querystring: SpeechQuery,
+      response: {
+        200: {
+          description: 'The audio, or (stream_format `sse`) its events.',
+          headers: responseHeaders('x-request-id', 'x-job-id', 'x-chorus-engine', 'x-chorus-ignored-params'),
+          content: {
+            ...audioContent('the audio in the requested container.'),
+            'text/event-stream': { schema: SpeechStreamEvent },
+          },
+        },
+        ...errorResponses(
+          'TTS_ERR_VALIDATION', 'TTS_ERR_MISSING_FIELD', 'TTS_ERR_INVALID_TYPE', 'TTS_ERR_INPUT_TOO_LONG',
+          'TTS_ERR_INVALID_JSON', 'TTS_ERR_AUDIO_TOO_LONG', 'TTS_ERR_MODEL_NOT_FOUND', 'TTS_ERR_PAYLOAD_TOO_LARGE',
+          'TTS_ERR_UNSUPPORTED_MEDIA_TYPE', 'TTS_ERR_QUEUE_FULL', 'TTS_ERR_ENGINE_FAILED', 'TTS_ERR_MODEL_UNAVAILABLE',
+          'TTS_ERR_BACKEND_UNAVAILABLE', 'TTS_ERR_QUEUE_TIMEOUT',
+        ),
+      },
+    },
+    preValidation: async (request) => {
+      rawBodies.set(request, request.body);
+    },
+  }, async (request, reply) => {
+    const raw = rawBodies.get(request) as Record<string, unknown>;
+    const body = request.body;
+    // Unknown fields are ignored, and named so a client can see its typo.
+    const ignored = Object.keys(raw).filter((k) => !(SPEECH_FIELDS as readonly string[]).includes(k));
     if (ignored.length > 0) reply.header('x-chorus-ignored-params', ignoredParamsHeader(ignored));
-    const streaming = (raw as { stream?: unknown }).stream === undefined
-      ? (streamFromQuery(request.query) ?? body.stream)
-      : body.stream;
+    const streaming = raw.stream === undefined ? (streamFromQuery(request.query.stream) ?? body.stream) : body.stream;
 
     const started = await app.speech.start({
       model: body.model,

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { OPENAI_VOICES } from '@chorus/shared';
+import { OPENAI_VOICES, VoiceList } from '@chorus/shared';
 import { describeEngineVoice, hasLoadedVoices, routeRequest } from '../../services/voice-router.ts';
 
 /** The alias whose routing the OpenAI names are listed under. */
@@ -11,7 +11,17 @@ export const voiceRoutes: FastifyPluginAsync = async (app) => {
    * as `tts-1` routes them (engine and engine voice), every configured speaker, and every voice a live worker
    * loaded (with the devices it runs on).
    */
-  app.get('/v1/audio/voices', { config: { auth: 'discovery' } }, async () => {
+  app.get('/v1/audio/voices', {
+    config: { auth: 'discovery' },
+    schema: {
+      tags: ['models'],
+      summary: 'List voices',
+      description:
+        'The 13 OpenAI names as `tts-1` routes them, every configured speaker, and every voice a live worker loaded. ' +
+        '`{id, name}` is the shape Open WebUI reads.',
+      response: { 200: VoiceList.describe('The voices.') },
+    },
+  }, async () => {
     const live = await app.directory.liveEngines();
     const voices = [];
     for (const name of OPENAI_VOICES) {
