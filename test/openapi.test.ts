@@ -72,7 +72,9 @@ describe('GET /openapi.json', () => {
       // Left out: the doc routes themselves (/docs and its assets, /openapi.json: pages about the API, not
       // operations of it); the HEAD twin Fastify adds to every GET (the same operation without a body); and
       // @fastify/cors's `OPTIONS *` (preflight answers for every path, not a path of its own: OpenAPI has no `*`).
+      // The playground (`/` and its files under /playground/) is a page that calls the API, not part of it.
       if (route.url === '/openapi.json' || route.url === '/docs' || route.url.startsWith('/docs/')) continue;
+      if (route.url === '/' || route.url.startsWith('/playground/')) continue;
       for (const method of [route.method].flat()) {
         if (method === 'HEAD' || (method === 'OPTIONS' && route.url === '*')) continue;
         registered.add(`${method} ${route.url.replace(/:([A-Za-z0-9_]+)/g, '{$1}')}`);

@@ -54,10 +54,11 @@ export const playgroundRoutes: FastifyPluginAsync = async (app) => {
     maxAge: 0,
   });
 
-  app.get('/', (_request, reply) => reply.sendFile('index.html'));
+  // The page and its files are not API operations: left out of /openapi.json (@fastify/static hides its own).
+  app.get('/', { schema: { hide: true } }, (_request, reply) => reply.sendFile('index.html'));
 
   /** What the page cannot know otherwise: whether to ask for a key, and the input limit for its counter. */
-  app.get('/playground/config.json', async () => ({
+  app.get('/playground/config.json', { schema: { hide: true } }, async () => ({
     auth_required: app.identity.enabled,
     public_discovery: app.config.publicDiscovery,
     max_input_chars: app.config.maxInputChars,
