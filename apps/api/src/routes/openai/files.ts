@@ -137,8 +137,8 @@ export const fileRoutes: FastifyPluginAsync = async (app) => {
     if (q.after !== undefined && !FILE_ID_PATTERN.test(q.after)) {
       throw new ChorusError('TTS_ERR_VALIDATION', 'after must be a file id from a previous page.', { param: 'after' });
     }
-    // Keys on: the admin key lists every file, other keys their own. Keys off: every file (all are owner-less).
-    const index = request.client?.admin ? app.keys.allFiles() : app.keys.ownerFiles(await app.identity.owner(request));
+    // Keys on: a key lists its own files. Keys off: every file (all are owner-less).
+    const index = app.keys.ownerFiles(await app.identity.owner(request));
     const { data, hasMore } = await app.files.list({ index, after: q.after, limit, order, purpose: q.purpose });
     return {
       object: 'list' as const,
