@@ -34,6 +34,8 @@ export const authPlugin = fp<{ publicDiscovery: boolean; metricsAuth: ApiConfig[
       if (request.method === 'OPTIONS') return;
       const mode = request.routeOptions.config?.auth;
       if (mode === 'admin') return; // adminGuard, in the admin routes' own context (cookie sessions live there)
+      // No user route lives under /admin: an unmatched one is the plain 404 (as every admin URL is without ADMIN_API_KEY).
+      if (request.routeOptions.url === undefined && /^\/admin(\/|\?|$)/.test(request.url)) return;
       const token = bearer(request);
       const match = token ? identity.match(token) : undefined;
       const client = match?.role === 'user' ? match.key : undefined;
