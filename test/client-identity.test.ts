@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { FastifyRequest } from 'fastify';
-import { ChorusError } from '@chorus/shared';
+import { ChorusError, ConfigError, loadApiConfig } from '@chorus/shared';
 import { ClientIdentity } from '../apps/api/src/services/client-identity.ts';
 
 const redis = new Redis(inject('redisUrl'));
@@ -39,6 +39,12 @@ describe('ClientIdentity', () => {
     expect(adminOnly.hasAdmin).toBe(true);
     expect(adminOnly.match('sk-admin')).toEqual({ role: 'admin' });
     expect(new ClientIdentity({ apiKeys: ['sk-a'], redis, secretKey }).hasAdmin).toBe(false);
+  });
+
+  it('refuses at start an ADMIN_API_KEY that is also one of API_KEYS (one key, one role)', () => {
+    expect(() => loadApiConfig({ API_KEYS: 'sk-a,sk-admin', ADMIN_API_KEY: 'sk-admin' })).toThrow(ConfigError);
+    expect(() => loadApiConfig({ API_KEYS: 'sk-a,sk-admin', ADMIN_API_KEY: 'sk-admin' })).toThrow(/ADMIN_API_KEY/);
+    expect(loadApiConfig({ API_KEYS: 'sk-a', ADMIN_API_KEY: 'sk-admin' }).adminApiKey).toBe('sk-admin');
   });
 
   it('checks keys while Redis is down; names clients (503 until then) once it is back, as every replica does', async () => {
