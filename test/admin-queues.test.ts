@@ -238,3 +238,23 @@ describe('/admin/queues with ADMIN_API_KEY (and API_KEYS)', () => {
     expect((await get('/metrics', bearer(ADMIN))).status).toBe(200);
   });
 });
+
+describe('/admin/queues and RATE_LIMIT_PER_MIN', () => {
+  it('the dashboard neither spends nor is stopped by the budget of its address', async () => {
+    const stack = await startStack({
+      redisUrl: inject('redisUrl'), workers: 0, apiEnv: { ADMIN_API_KEY: ADMIN, RATE_LIMIT_PER_MIN: '2' },
+    });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const res = await fetch(`${stack.baseUrl}/admin/queues/api/queues`, { headers: bearer(ADMIN) });
+        expect(res.status, `poll ${i}`).toBe(200);
+      }
+      // The address still has its whole budget for user routes (open here: no API_KEYS).
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i++) statuses.push((await fetch(`${stack.baseUrl}/v1/models`)).status);
+      expect(statuses).toEqual([200, 200, 429]);
+    } finally {
+      await stack.stop();
+    }
+  });
+});
