@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import OpenAI from 'openai';
 import { sign } from '@fastify/cookie';
 import { publishHeartbeat, removeWorker } from '@chorus/shared';
+import { startRedisServer } from './helpers/redis-server.ts';
 import { startStack, type Stack } from './helpers/stack.ts';
 
 /*
@@ -255,6 +256,40 @@ describe('/admin/queues and RATE_LIMIT_PER_MIN', () => {
       expect(statuses).toEqual([200, 200, 429]);
     } finally {
       await stack.stop();
+    }
+  });
+});
+
+describe('/admin/queues with Redis down', () => {
+  it("bull-board's API answers the 503 envelope at once (BullMQ would wait for the connection)", async () => {
+    const redis = await startRedisServer();
+    const stack = await startStack({ redisUrl: redis.url, workers: 0, apiEnv: { ADMIN_API_KEY: ADMIN } });
+    try {
+      expect((await fetch(`${stack.baseUrl}/admin/queues/api/queues`, { headers: bearer(ADMIN) })).status).toBe(200);
+      await redis.kill();
+      for (const path of ['/admin/queues/api/queues', '/admin/queues/api/redis/stats']) {
+        const res = await fetch(`${stack.baseUrl}${path}`, { headers: bearer(ADMIN), signal: AbortSignal.timeout(30_000) });
+        expect(res.status, path).toBe(503);
+        expect(res.headers.get('retry-after'), path).toBe('1');
+        expect(await refusal(res), path).toMatchObject({ status: 503, code: 'backend_unavailable', type: 'server_error' });
+      }
+      // The guard needs no Redis: still 401 without the key.
+      expect((await fetch(`${stack.baseUrl}/admin/queues/api/queues`)).status).toBe(401);
+
+      // Redis back: the dashboard's API answers again (no API restart).
+      await redis.restart();
+      const deadline = Date.now() + 30_000;
+      let status = 0;
+      while (status !== 200 && Date.now() < deadline) {
+        status = (await fetch(`${stack.baseUrl}/admin/queues/api/queues`, { headers: bearer(ADMIN) })).status;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status).toBe(200);
+    } finally {
+      // Stop the stack against a live Redis (its clean-up waits for Redis; closing while BullMQ still reconnects hangs).
+      if (!redis.running) await redis.restart();
+      await stack.stop();
+      await redis.stop();
     }
   });
 });

@@ -7,7 +7,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { LANES, speechQueueName, type Lane } from '@chorus/shared';
 import { ADMIN_COOKIE, adminGuard } from '../plugins/auth.ts';
-import { toChorusError } from '../plugins/errors.ts';
+import { sendError, toChorusError } from '../plugins/errors.ts';
 
 /** How long a browser sign-in lasts; the end is inside the signed cookie value, not only in Max-Age. */
 const SESSION_MS = 8 * 3600_000;
@@ -144,13 +144,20 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
     show(app.batches.control, 'batch finalizers (workers)');
     show(app.batches.lifecycle, 'batch validation and expiry (API replicas)');
 
-    guarded.addHook('preHandler', async (request) => {
+    guarded.addHook('preHandler', async (request, reply) => {
+      if (!request.routeOptions.url?.startsWith('/admin/queues/api/')) return;
+      // BullMQ waits for a connection that is down rather than failing: answer the 503 at once instead.
+      try {
+        app.speech.assertBackendUp();
+      } catch (err) {
+        return sendError(reply, toChorusError(err));
+      }
       if (request.routeOptions.url !== '/admin/queues/api/queues') return;
       let workers;
       try {
         workers = await app.directory.workers();
       } catch {
-        return; // Redis down: the listing itself fails next, with the envelope's 503
+        return; // the listing fails next, with the envelope's 503
       }
       for (const w of workers) {
         for (const engine of w.engines) {
