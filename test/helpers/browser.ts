@@ -1,7 +1,7 @@
 import { chromium, type Browser } from 'playwright-core';
 
-/** Debian's Chromium (no browser download); CHROMIUM_PATH overrides where it lives. */
-export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** Debian's Chromium: playwright-core drives it, nothing is downloaded. */
+export const CHROMIUM_PATH = '/usr/bin/chromium';
 
 /**
  * A headless Chromium for browser tests. `--no-sandbox`: tests run as root in containers, where Chromium's
