@@ -9,8 +9,8 @@ import { decodedDuration } from './helpers/audio.ts';
 
 /*
  * Who a key is (services/client-identity.ts): jobs are read back only by the key that made them, unknown keys get
- * no rate-limit budget, ADMIN_API_KEY alone turns keys on, /metrics follows METRICS_AUTH, budgets are named by a
- * keyed hash.
+ * no rate-limit budget, ADMIN_API_KEY is no user key (alone it leaves user routes open, and it is refused on
+ * them), /metrics follows METRICS_AUTH, budgets are named by a keyed hash. /admin/* is in admin-queues.test.ts.
  */
 
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
@@ -41,7 +41,7 @@ describe('job ownership (API_KEYS=sk-a,sk-b, ADMIN_API_KEY=sk-admin)', () => {
   const job = (jobId: string, key?: string, events = false) =>
     fetch(`${stack.baseUrl}/api/jobs/${jobId}${events ? '/events' : ''}`, { headers: key ? bearer(key) : {} });
 
-  it('a legacy job is readable by its key and the admin key; another key gets the 404 of an unknown job', async () => {
+  it('a legacy job is readable by its key only; another key gets the 404 of an unknown job, the admin key a 401', async () => {
     const made = await postJson(stack, '/api/generate_tts', { text: 'Only my key may hear this.', format: 'mp3' }, bearer('sk-a'));
     expect(made.status).toBe(200);
     const file = Buffer.from(await made.arrayBuffer());
@@ -54,8 +54,13 @@ describe('job ownership (API_KEYS=sk-a,sk-b, ADMIN_API_KEY=sk-admin)', () => {
       expect(other).toEqual(await notFoundShape(await job(unknown, 'sk-b', events), unknown));
     }
     expect((await job(jobId, undefined)).status).toBe(401);
+    for (const events of [false, true]) {
+      const admin = await job(jobId, 'sk-admin', events);
+      expect(admin.status).toBe(401);
+      expect(((await admin.json()) as { error: { message: string } }).error.message).toMatch(/admin key/);
+    }
 
-    for (const key of ['sk-a', 'sk-admin']) {
+    for (const key of ['sk-a']) {
       const status = await job(jobId, key);
       expect(status.status, key).toBe(200);
       expect(await status.json()).toMatchObject({ job_id: jobId, status: 'completed' });
@@ -103,18 +108,32 @@ describe('only ADMIN_API_KEY set', () => {
     await stack?.stop();
   });
 
-  it('no key → 401, a wrong key → 401, the admin key → audio', async () => {
+  it('user routes stay open (no key, any other key → audio); the admin key is refused on them with a 401 saying why', async () => {
     const body = { model: 'tts-1', voice: 'alloy', input: 'Admin only.', response_format: 'mp3' };
     const none = await postJson(stack, '/v1/audio/speech', body);
-    expect(none.status).toBe(401);
-    expect(((await none.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
-    const wrong = new OpenAI({ baseURL: `${stack.baseUrl}/v1`, apiKey: 'sk-admin-onlx', maxRetries: 0 });
-    await expect(wrong.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'x' })).rejects.toBeInstanceOf(
-      OpenAI.AuthenticationError,
-    );
-    const admin = new OpenAI({ baseURL: `${stack.baseUrl}/v1`, apiKey: 'sk-admin-only', maxRetries: 0 });
-    const audio = Buffer.from(await (await admin.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'Admin only.' })).arrayBuffer());
+    expect(none.status).toBe(200);
+    expect(await decodedDuration(Buffer.from(await none.arrayBuffer()), 'mp3')).toBeGreaterThan(0.3);
+    const other = new OpenAI({ baseURL: `${stack.baseUrl}/v1`, apiKey: 'sk-admin-onlx', maxRetries: 0 });
+    const audio = Buffer.from(await (await other.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'Open.' })).arrayBuffer());
     expect(await decodedDuration(audio, 'mp3')).toBeGreaterThan(0.3);
+
+    const admin = new OpenAI({ baseURL: `${stack.baseUrl}/v1`, apiKey: 'sk-admin-only', maxRetries: 0 });
+    const err = await admin.audio.speech.create({ model: 'tts-1', voice: 'alloy', input: 'x' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.AuthenticationError);
+    const { error } = err as InstanceType<typeof OpenAI.AuthenticationError>;
+    expect(error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_api_key', param: null });
+    expect((error as { message: string }).message).toMatch(/admin key \(ADMIN_API_KEY\).*never \/v1\/\* or \/api\/\*/);
+    const legacy = await postJson(stack, '/api/generate_tts', { text: 'x', format: 'mp3' }, bearer('sk-admin-only'));
+    expect(legacy.status).toBe(401);
+    expect(((await legacy.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
+  });
+
+  it('/metrics (METRICS_AUTH=key, the default) needs the admin key, the only key there is', async () => {
+    expect((await fetch(`${stack.baseUrl}/metrics`)).status).toBe(401);
+    expect((await fetch(`${stack.baseUrl}/metrics`, { headers: bearer('sk-other') })).status).toBe(401);
+    const res = await fetch(`${stack.baseUrl}/metrics`, { headers: bearer('sk-admin-only') });
+    expect(res.status).toBe(200);
+    expect(await res.text()).toContain('chorus_http_requests_total');
   });
 });
 
@@ -139,6 +158,21 @@ describe('METRICS_AUTH', () => {
           if (res.status === 200) expect(await res.text()).toContain('chorus_http_requests_total');
         }
         expect(got).toEqual(expected);
+      } finally {
+        await stack.stop();
+      }
+    });
+  }
+
+  for (const mode of ['key', 'admin']) {
+    it(`METRICS_AUTH=${mode} with ADMIN_API_KEY alone: only the admin key`, async () => {
+      const stack = await startStack({
+        redisUrl: inject('redisUrl'), workers: 0, apiEnv: { ADMIN_API_KEY: 'sk-admin', METRICS_AUTH: mode },
+      });
+      try {
+        expect((await fetch(`${stack.baseUrl}/metrics`)).status).toBe(401);
+        expect((await fetch(`${stack.baseUrl}/metrics`, { headers: bearer('sk-user') })).status).toBe(401);
+        expect((await fetch(`${stack.baseUrl}/metrics`, { headers: bearer('sk-admin') })).status).toBe(200);
       } finally {
         await stack.stop();
       }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { FastifyRequest } from 'fastify';
-import { ChorusError } from '@chorus/shared';
+import { ChorusError, ConfigError, loadApiConfig } from '@chorus/shared';
 import { ClientIdentity } from '../apps/api/src/services/client-identity.ts';
 
 const redis = new Redis(inject('redisUrl'));
@@ -16,20 +16,35 @@ afterAll(async () => {
   down.disconnect();
 });
 
-const request = (client: ClientIdentity, token: string) => ({ client: client.match(token), ip: '192.0.2.1' }) as FastifyRequest;
+const request = (client: ClientIdentity, token: string) => {
+  const match = client.match(token);
+  return { client: match?.role === 'user' ? match.key : undefined, ip: '192.0.2.1' } as FastifyRequest;
+};
 
 describe('ClientIdentity', () => {
-  it('matches whole keys of any length only; the admin key wins when it is also an API key', () => {
-    const id = new ClientIdentity({ apiKeys: ['sk-a', 'sk-longer-key', 'sk-admin'], adminApiKey: 'sk-admin', redis, secretKey });
-    expect(id.match('sk-a')).toEqual({ index: 0, admin: false });
-    expect(id.match('sk-longer-key')).toEqual({ index: 1, admin: false });
-    expect(id.match('sk-admin')).toEqual({ index: 3, admin: true });
-    for (const t of ['sk-', 'sk-aa', 'sk-longer', 'sk-longer-key ', 'SK-A', '']) expect(id.match(t), t).toBeUndefined();
+  it('matches whole keys of any length only, and tells the admin key from user keys', () => {
+    const id = new ClientIdentity({ apiKeys: ['sk-a', 'sk-longer-key'], adminApiKey: 'sk-admin', redis, secretKey });
+    expect(id.match('sk-a')).toEqual({ role: 'user', key: { index: 0 } });
+    expect(id.match('sk-longer-key')).toEqual({ role: 'user', key: { index: 1 } });
+    expect(id.match('sk-admin')).toEqual({ role: 'admin' });
+    for (const t of ['sk-', 'sk-aa', 'sk-longer', 'sk-longer-key ', 'SK-A', 'sk-admin ', 'sk-admi', '']) {
+      expect(id.match(t), t).toBeUndefined();
+    }
   });
 
-  it('is off with no key variable set, on with ADMIN_API_KEY alone', () => {
+  it('user keys are on with API_KEYS only: ADMIN_API_KEY alone leaves them off', () => {
     expect(new ClientIdentity({ apiKeys: [], redis, secretKey }).enabled).toBe(false);
-    expect(new ClientIdentity({ apiKeys: [], adminApiKey: 'sk-admin', redis, secretKey }).enabled).toBe(true);
+    const adminOnly = new ClientIdentity({ apiKeys: [], adminApiKey: 'sk-admin', redis, secretKey });
+    expect(adminOnly.enabled).toBe(false);
+    expect(adminOnly.hasAdmin).toBe(true);
+    expect(adminOnly.match('sk-admin')).toEqual({ role: 'admin' });
+    expect(new ClientIdentity({ apiKeys: ['sk-a'], redis, secretKey }).hasAdmin).toBe(false);
+  });
+
+  it('refuses at start an ADMIN_API_KEY that is also one of API_KEYS (one key, one role)', () => {
+    expect(() => loadApiConfig({ API_KEYS: 'sk-a,sk-admin', ADMIN_API_KEY: 'sk-admin' })).toThrow(ConfigError);
+    expect(() => loadApiConfig({ API_KEYS: 'sk-a,sk-admin', ADMIN_API_KEY: 'sk-admin' })).toThrow(/ADMIN_API_KEY/);
+    expect(loadApiConfig({ API_KEYS: 'sk-a', ADMIN_API_KEY: 'sk-admin' }).adminApiKey).toBe('sk-admin');
   });
 
   it('checks keys while Redis is down; names clients (503 until then) once it is back, as every replica does', async () => {

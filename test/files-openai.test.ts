@@ -80,7 +80,7 @@ describe('/v1/files on the filesystem driver (API_KEYS=sk-a,sk-b, ADMIN_API_KEY=
     expect(await onDisk(dataDir)).not.toContain(path.join('files', created.id));
   });
 
-  it("another key cannot see, read or delete a key's file (the 404 of no file); the admin key can", async () => {
+  it("another key cannot see, read or delete a key's file (the 404 of no file); the admin key is refused (401)", async () => {
     const file = await a.files.create({ file: await toFile(jsonl(3), 'mine.jsonl', { type: 'application/jsonl' }), purpose: 'batch' });
     const missing = `file-${'0'.repeat(28)}`;
     for (const id of [file.id, missing]) {
@@ -96,9 +96,11 @@ describe('/v1/files on the filesystem driver (API_KEYS=sk-a,sk-b, ADMIN_API_KEY=
     const noKey = await fetch(`${stack.baseUrl}/v1/files/${file.id}`);
     expect(noKey.status).toBe(401);
 
-    expect((await admin.files.retrieve(file.id)).id).toBe(file.id);
-    expect((await admin.files.list()).data.map((f) => f.id)).toContain(file.id);
-    const content = await admin.files.content(file.id);
+    // The admin key is the operator's (/admin/*), not a client key: it reads no one's files.
+    await expect(admin.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    await expect(admin.files.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    await expect(admin.files.content(file.id)).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    const content = await a.files.content(file.id);
     expect(content.headers.get('content-type')).toBe('application/jsonl');
     expect(Buffer.from(await content.arrayBuffer())).toEqual(jsonl(3));
     expect((await a.files.retrieve(file.id)).id).toBe(file.id); // the delete attempts above changed nothing

@@ -18,6 +18,7 @@ import { legacyGenerateRoutes } from './routes/legacy/generate.ts';
 import { legacyJobRoutes } from './routes/legacy/jobs.ts';
 import { legacyCatalogRoutes } from './routes/legacy/catalog.ts';
 import { playgroundRoutes } from './routes/playground.ts';
+import { adminRoutes } from './routes/admin.ts';
 
 export interface BuildOptions {
   /** Replace the JSON logger (tests pass false). */
@@ -99,5 +100,7 @@ export async function buildApp(config: ApiConfig, options: BuildOptions = {}): P
   await app.register(legacyJobRoutes);
   await app.register(legacyCatalogRoutes);
   await app.register(playgroundRoutes);
+  // Without ADMIN_API_KEY there are no admin routes: /admin/* is the envelope's 404.
+  if (config.adminApiKey) await app.register(adminRoutes, { prefix: '/admin' });
   return app;
 }

@@ -256,6 +256,10 @@ export class ConfigError extends Error {
 
 export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
   const e = parseEnv(ApiEnv, env);
+  // Two roles, two keys: one string cannot be both a client's key and the operator's.
+  if (e.ADMIN_API_KEY !== undefined && e.API_KEYS?.includes(e.ADMIN_API_KEY)) {
+    throw new ConfigError('invalid configuration:\n  ADMIN_API_KEY: must not also be one of API_KEYS');
+  }
   return {
     ...commonConfig(e),
     host: e.HOST,

@@ -24,6 +24,7 @@ export const ERRORS = {
   TTS_ERR_INVALID_JSON: { status: 400, type: 'invalid_request_error', code: 'invalid_json' },
   TTS_ERR_AUDIO_TOO_LONG: { status: 400, type: 'invalid_request_error', code: 'audio_too_long', param: 'input' },
   TTS_ERR_AUTH: { status: 401, type: 'invalid_request_error', code: 'invalid_api_key' },
+  TTS_ERR_PERMISSION_DENIED: { status: 403, type: 'invalid_request_error', code: 'permission_denied' },
   TTS_ERR_MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'model_not_found' },
   TTS_ERR_NOT_FOUND: { status: 404, type: 'invalid_request_error', code: 'not_found' },
   TTS_ERR_REQUEST_TIMEOUT: { status: 408, type: 'invalid_request_error', code: 'request_timeout' },

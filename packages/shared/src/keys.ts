@@ -83,7 +83,7 @@ export class RedisKeys {
     return `${this.prefix}:file:${fileId}`;
   }
 
-  /** Every file id, for the admin key's listing. */
+  /** Every file id, whoever owns it (no route lists it since the admin key stopped being a client key). */
   allFiles(): string {
     return `${this.prefix}:files`;
   }

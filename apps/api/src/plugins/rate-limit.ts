@@ -2,8 +2,15 @@ import fp from 'fastify-plugin';
 import rateLimit from '@fastify/rate-limit';
 import { ChorusError } from '@chorus/shared';
 
-/** Probes and scrapes must keep working for a client that is over its limit. */
+/**
+ * Probes and scrapes must keep working for a client that is over its limit. /admin/*: the operator's dashboard
+ * polls and must not spend (nor be stopped by) the budget of the clients behind the same address.
+ */
 const EXEMPT_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+const exempt = (url: string) => {
+  const path = url.split('?')[0] ?? '';
+  return EXEMPT_PATHS.has(path) || path === '/admin' || path.startsWith('/admin/');
+};
 
 /**
  * RATE_LIMIT_PER_MIN per client per minute, counted in Redis (@fastify/rate-limit's RedisStore) so every API
@@ -23,7 +30,7 @@ export const rateLimitPlugin = fp<{ perMinute: number }>(
       // A key the auth plugin verified, else the client address: an unknown Bearer value never gets a budget.
       // Should the identity secret be out of reach (Redis down), the address: the store then fails and steps aside.
       keyGenerator: (request) => app.identity.clientId(request).catch(() => `ip:${request.ip}`),
-      allowList: (request) => EXEMPT_PATHS.has(request.url.split('?')[0] ?? ''),
+      allowList: (request) => exempt(request.url),
       // Our own `retry-after` / `retry-after-ms` come from the error (sendError); keep the X-RateLimit-* ones.
       addHeaders: { 'retry-after': false },
       errorResponseBuilder: (_request, context) =>

@@ -3,12 +3,14 @@ import type { Redis } from 'ioredis';
 import type { FastifyRequest } from 'fastify';
 import { ChorusError } from '@chorus/shared';
 
-/** A configured key a request proved it holds (set by the auth plugin). */
+/** A user key (API_KEYS) a request proved it holds (set by the auth plugin). */
 export interface ClientKey {
-  /** Position in the configured keys (API_KEYS, then ADMIN_API_KEY). */
+  /** Position in API_KEYS. */
   index: number;
-  admin: boolean;
 }
+
+/** What a presented key is: one of API_KEYS, ADMIN_API_KEY, or neither (undefined). */
+export type KeyMatch = { role: 'user'; key: ClientKey } | { role: 'admin' } | undefined;
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -20,9 +22,10 @@ declare module 'fastify' {
 const hmac = (secret: Buffer, value: string) => createHmac('sha256', secret).update(value).digest();
 
 /**
- * API key → client identity, the one place that knows it: the auth plugin asks `match`, the rate limit names
+ * API key → client identity, the one place that knows keys: the auth plugin asks `match`, the rate limit names
  * budgets with `clientId`, job routes store `owner` and check `mayRead`. Keys never leave this module, not even
- * as plain hashes.
+ * as plain hashes. Two roles: API_KEYS are clients (they own jobs, files, batches and budgets); ADMIN_API_KEY is
+ * the operator's, for /admin/* (and /metrics), and is never a client.
  *
  * Two secrets, for two jobs:
  * - comparing keys uses a random per-process HMAC key: every candidate becomes a fixed-length digest compared
@@ -35,10 +38,13 @@ const hmac = (secret: Buffer, value: string) => createHmac('sha256', secret).upd
  *   and budgets it named too. It needs a Redis that never evicts keys, as BullMQ does.
  */
 export class ClientIdentity {
-  /** Keys are on when API_KEYS or ADMIN_API_KEY is set. */
+  /** User keys are on when API_KEYS is set (ADMIN_API_KEY alone leaves user routes open). */
   readonly enabled: boolean;
+  /** ADMIN_API_KEY is set. */
+  readonly hasAdmin: boolean;
   readonly #keys: readonly string[];
   readonly #adminIndex: number;
+  readonly #adminCookieSecret: Buffer | undefined;
   readonly #compareKey = randomBytes(32);
   readonly #digests: readonly Buffer[];
   readonly #redis: Redis;
@@ -48,23 +54,32 @@ export class ClientIdentity {
   constructor(opts: { apiKeys: readonly string[]; adminApiKey?: string; redis: Redis; secretKey: string }) {
     this.#keys = [...opts.apiKeys, ...(opts.adminApiKey ? [opts.adminApiKey] : [])];
     this.#adminIndex = opts.adminApiKey ? this.#keys.length - 1 : -1;
-    this.enabled = this.#keys.length > 0;
+    this.enabled = opts.apiKeys.length > 0;
+    this.hasAdmin = opts.adminApiKey !== undefined;
+    // Derived from the admin key: every replica accepts the others' sessions, and a new admin key ends them all.
+    this.#adminCookieSecret = opts.adminApiKey
+      ? createHmac('sha256', opts.adminApiKey).update('chorus admin session cookie').digest()
+      : undefined;
     this.#digests = this.#keys.map((k) => hmac(this.#compareKey, k));
     this.#redis = opts.redis;
     this.#secretKey = opts.secretKey;
   }
 
-  /** The configured key `token` is, or undefined. Compares against every key, without an early exit. */
-  match(token: string): ClientKey | undefined {
+  /** Which configured key `token` is, or undefined. Compares against every key, without an early exit. */
+  match(token: string): KeyMatch {
     const candidate = hmac(this.#compareKey, token);
     let found = -1;
-    let admin = false;
     for (let i = 0; i < this.#digests.length; i++) {
       const equal = timingSafeEqual(candidate, this.#digests[i]!);
       found = equal ? i : found;
-      admin = admin || (equal && i === this.#adminIndex);
     }
-    return found < 0 ? undefined : { index: found, admin };
+    if (found < 0) return undefined;
+    return found === this.#adminIndex ? { role: 'admin' } : { role: 'user', key: { index: found } };
+  }
+
+  /** The key @fastify/cookie signs the admin session cookie with; undefined without ADMIN_API_KEY. */
+  adminCookieSecret(): Buffer | undefined {
+    return this.#adminCookieSecret;
   }
 
   /** The rate-limit budget: the verified key's identity, else the client address (unknown keys never get one). */
@@ -78,13 +93,12 @@ export class ClientIdentity {
   }
 
   /**
-   * Whether this request may see a job. Keys off: every job. Keys on: the admin key sees every job, other keys
-   * the jobs they created; a job without an owner (created while keys were off) only the admin.
+   * Whether this request may see a job (or file, or batch). Keys off: every one. Keys on: the ones its key
+   * created; one without an owner (created while keys were off) nobody.
    */
   async mayRead(request: FastifyRequest, owner: string | undefined): Promise<boolean> {
     if (!this.enabled) return true;
     if (!request.client) return false;
-    if (request.client.admin) return true;
     return owner !== undefined && owner === (await this.#idOf(request.client));
   }
 

@@ -23,7 +23,7 @@ export function fileObject(meta: FileMeta) {
 }
 
 export interface ListOptions {
-  /** Which index: every file (admin) or one owner's. */
+  /** Which index: one owner's (RedisKeys.ownerFiles). */
   index: string;
   after?: string;
   limit: number;

@@ -149,14 +149,14 @@ export const fileRoutes: FastifyPluginAsync = async (instance) => {
     schema: {
       tags: ['files'],
       summary: 'List files',
-      description: 'The admin key lists every file; other keys their own.',
+      description: 'A key lists its own files (keys off: every file).',
       querystring: FileListQuery,
       response: { 200: FileList.describe('A page of files.'), ...errorResponses('TTS_ERR_VALIDATION') },
     },
   }, async (request) => {
     const { limit, order, after, purpose } = request.query;
-    // Keys on: the admin key lists every file, other keys their own. Keys off: every file (all are owner-less).
-    const index = request.client?.admin ? app.keys.allFiles() : app.keys.ownerFiles(await app.identity.owner(request));
+    // Keys on: a key lists its own files. Keys off: every file (all are owner-less).
+    const index = app.keys.ownerFiles(await app.identity.owner(request));
     const { data, hasMore } = await app.files.list({ index, after, limit, order, purpose });
     return {
       object: 'list' as const,
