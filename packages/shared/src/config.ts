@@ -170,6 +170,10 @@ const WorkerEnv = CommonEnv.extend({
   WORKER_ID: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
 });
 
+/** Every variable each app reads: what deployment manifests may set (test/kubernetes-manifests.test.ts checks them). */
+export const API_ENV_NAMES: readonly string[] = Object.keys(ApiEnv.shape);
+export const WORKER_ENV_NAMES: readonly string[] = Object.keys(WorkerEnv.shape);
+
 /** The `chorus` command line (SPEC §8); flags override these. */
 const CliEnv = z.object({
   MODELS_DIR: z.string().min(1).default('./models'),
