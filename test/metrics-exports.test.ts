@@ -84,7 +84,7 @@ describe('exported metric families', () => {
     expect(labelsOf(worker, 'chorus_real_time_factor_count')).toEqual(['engine']);
     expect(labelsOf(worker, 'chorus_characters_total')).toEqual(['engine', 'model']);
     expect(labelsOf(worker, 'chorus_jobs_total')).toEqual(['engine', 'status']);
-    expect(labelsOf(api, 'chorus_queue_jobs')).toEqual(['engine', 'state']);
+    expect(labelsOf(api, 'chorus_queue_jobs')).toEqual(['engine', 'lane', 'state']);
     // Default process metrics on both.
     for (const exp of [api, worker]) {
       expect(exp.types.get('process_cpu_seconds_total')).toBe('counter');
@@ -155,6 +155,7 @@ describe('chorus_queue_jobs comes from exactly one API replica', () => {
   const prefix = `t${randomUUID().replace(/-/g, '').slice(0, 12)}`;
   const apps: FastifyInstance[] = [];
   let queue: Queue;
+  let batchQueue: Queue;
 
   const build = async () => {
     const app = await buildApp(loadApiConfig({ REDIS_URL: stack.redisUrl, REDIS_PREFIX: prefix, HOST: '127.0.0.1', PORT: '0' }), { logger: false });
@@ -168,6 +169,7 @@ describe('chorus_queue_jobs comes from exactly one API replica', () => {
   afterAll(async () => {
     for (const app of apps) await app.close();
     await queue?.close();
+    await batchQueue?.close();
     const keys = await stack.redis.keys(`${prefix}:*`);
     const bull = await stack.redis.keys(`{${prefix}}:*`);
     if (keys.length + bull.length) await stack.redis.del(...keys, ...bull);
@@ -178,18 +180,23 @@ describe('chorus_queue_jobs comes from exactly one API replica', () => {
     const second = await build();
     queue = new Queue(speechQueueName('espeak'), { connection: stack.redis, prefix: new RedisKeys(prefix).bullPrefix() });
     await queue.add(JOB_NAMES.synthesize, { queued: true }, { priority: PRIORITY.realtime, jobId: 'queued-1' });
+    // The batch lane is a queue of its own, counted under its own `lane` (Kubernetes autoscales each lane's pool).
+    batchQueue = new Queue(speechQueueName('espeak', 'batch'), { connection: stack.redis, prefix: new RedisKeys(prefix).bullPrefix() });
+    await batchQueue.add(JOB_NAMES.synthesize, { queued: true }, { priority: PRIORITY.batch, jobId: 'queued-b1' });
+    await batchQueue.add(JOB_NAMES.synthesize, { queued: true }, { priority: PRIORITY.batch, jobId: 'queued-b2' });
 
     const [a, b] = [await metricsOf(first), await metricsOf(second)];
     expect(depthSeries(b)).toEqual([]);
-    expect(total(a, 'chorus_queue_jobs', { engine: 'espeak', state: 'prioritized' })).toBe(1);
-    expect(total(a, 'chorus_queue_jobs')).toBe(1);
+    expect(total(a, 'chorus_queue_jobs', { engine: 'espeak', lane: 'realtime', state: 'prioritized' })).toBe(1);
+    expect(total(a, 'chorus_queue_jobs', { engine: 'espeak', lane: 'batch', state: 'prioritized' })).toBe(2);
+    expect(total(a, 'chorus_queue_jobs')).toBe(3);
     expect(await stack.redis.get(new RedisKeys(prefix).metricsLeader())).toBeTruthy();
 
     // A graceful close releases the lease; the other replica takes it on its next renewal (every 5 s).
     await first.close();
     apps.shift();
     const after = await until(() => metricsOf(second), (m) => depthSeries(m).length > 0, 30_000);
-    expect(total(after, 'chorus_queue_jobs', { engine: 'espeak', state: 'prioritized' })).toBe(1);
+    expect(total(after, 'chorus_queue_jobs', { engine: 'espeak', lane: 'realtime', state: 'prioritized' })).toBe(1);
   });
 });
 

@@ -67,8 +67,8 @@ export class ApiMetrics {
   });
   readonly queueJobs = new Gauge({
     name: 'chorus_queue_jobs',
-    help: 'Jobs in each queue by state; exported by one API replica only (a Redis lease), so sum() is exact',
-    labelNames: ['engine', 'state'],
+    help: 'Jobs in each queue (engine and lane: realtime, batch) by state; exported by one API replica only (a Redis lease), so sum() is exact',
+    labelNames: ['engine', 'lane', 'state'],
     registers: [this.registry],
     collect: () => this.#collectQueueDepth(),
   });
@@ -87,8 +87,10 @@ export class ApiMetrics {
     // Reset first: a replica that lost the lease must stop exporting, not repeat its last values.
     this.queueJobs.reset();
     const depth = await this.#queueDepth?.().catch(() => undefined);
-    for (const [engine, states] of depth ?? []) {
-      for (const [state, n] of Object.entries(states)) this.queueJobs.set({ engine, state }, n);
+    for (const [engine, lanes] of depth ?? []) {
+      for (const [lane, states] of Object.entries(lanes)) {
+        for (const [state, n] of Object.entries(states)) this.queueJobs.set({ engine, lane, state }, n);
+      }
     }
   }
 }

@@ -13,7 +13,8 @@ import { LANES, type Lane } from '@chorus/shared/queues';
  */
 export const QUEUE_STATES = ['waiting', 'prioritized', 'active', 'delayed'] as const;
 export type QueueState = (typeof QUEUE_STATES)[number];
-export type QueueDepth = Map<string, Record<QueueState, number>>;
+/** Counts per engine, then per lane (`realtime`, `batch`: separate queues with separate worker pools). */
+export type QueueDepth = Map<string, Record<Lane, Record<QueueState, number>>>;
 
 const RENEW_LEASE = readFileSync(new URL('./commands/renew-lease.lua', import.meta.url), 'utf8');
 const RELEASE_LEASE = readFileSync(new URL('./commands/release-lease.lua', import.meta.url), 'utf8');
@@ -81,18 +82,21 @@ export class QueueDepthExporter {
     await this.#opts.redis.chorusReleaseLease(this.#opts.leaseKey, this.holderId).catch(() => {});
   }
 
-  /** Counts per engine and state, or undefined when another process exports them (or Redis does not answer). */
+  /**
+   * Counts per engine, lane and state, or undefined when another process exports them (or Redis does not answer).
+   * Lanes are kept apart because they are drained by different worker slots (and, in Kubernetes, may be different
+   * pools that autoscale on their own lane's backlog: deploy/kubernetes).
+   */
   async snapshot(): Promise<QueueDepth | undefined> {
     if (!this.#leader) return undefined;
     const depth: QueueDepth = new Map();
     await Promise.all(
       this.#opts.engines.map(async (engine) => {
-        // Both lanes (realtime and batch) of the engine, summed: the depth is per engine and state.
-        const lanes = await Promise.all(LANES.map((lane) => this.#opts.queue(engine, lane).getJobCounts(...QUEUE_STATES)));
-        depth.set(
-          engine,
-          Object.fromEntries(QUEUE_STATES.map((s) => [s, lanes.reduce((n, c) => n + (c[s] ?? 0), 0)])) as Record<QueueState, number>,
-        );
+        const counts = await Promise.all(LANES.map((lane) => this.#opts.queue(engine, lane).getJobCounts(...QUEUE_STATES)));
+        const byLane = Object.fromEntries(
+          LANES.map((lane, i) => [lane, Object.fromEntries(QUEUE_STATES.map((s) => [s, counts[i]![s] ?? 0]))]),
+        ) as Record<Lane, Record<QueueState, number>>;
+        depth.set(engine, byLane);
       }),
     );
     return depth;

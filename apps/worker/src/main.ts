@@ -166,7 +166,7 @@ await cancels.start((jobId) => {
 }, logger);
 
 const info = (): WorkerInfo => ({
-  id: workerId, engines: [...engines.keys()], concurrency: config.concurrency, host: hostname(), pid: process.pid,
+  id: workerId, engines: [...engines.keys()], concurrency: config.concurrency, batchConcurrency: config.batchConcurrency, host: hostname(), pid: process.pid,
   startedAt, accepting: !stopping, models: loadedModels.length > 0 ? loadedModels : undefined,
   lockOwners: [...workers, ...rescues].map((w) => w.id),
 });
@@ -256,7 +256,7 @@ const peers = new PeerWatch({
   redis, keys, prefix: config.redis.prefix, selfId: workerId, pollMs: config.failoverPollMs, logger, onDead: rescue,
 });
 peers.start();
-logger.info({ workerId, engines: [...engines.keys()], concurrency: config.concurrency }, 'worker ready');
+logger.info({ workerId, engines: [...engines.keys()], concurrency: config.concurrency, batchConcurrency: config.batchConcurrency }, 'worker ready');
 
 /** Resolves true when `p` settled within `ms`, false otherwise (each shutdown step waits on Redis). */
 function within(p: Promise<unknown>, ms: number): Promise<boolean> {

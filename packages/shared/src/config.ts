@@ -134,8 +134,12 @@ const WorkerEnv = CommonEnv.extend({
   /** Batch items write their audio, and finalizers their output files, to the same storage the API reads. */
   ...StorageEnv.shape,
   ENGINES: ListEnv.pipe(z.array(z.string().regex(/^[a-z0-9-]+$/)).min(1)).default(['espeak']),
-  /** Realtime jobs in parallel per engine; unset = from the cores (defaultWorkerConcurrency). */
-  WORKER_CONCURRENCY: IntEnv(1, 256).optional(),
+  /**
+   * Realtime jobs in parallel per engine; unset = from the cores (defaultWorkerConcurrency). 0: no realtime lane (a
+   * batch-only worker, e.g. a pool that autoscales to zero on the batch backlog), as WORKER_BATCH_CONCURRENCY=0 is no
+   * batch lane.
+   */
+  WORKER_CONCURRENCY: IntEnv(0, 256).optional(),
   /** Batch items in parallel per engine, in their own lane: realtime requests never wait for these slots. */
   WORKER_BATCH_CONCURRENCY: IntEnv(0, 256).default(1),
   MODELS_DIR: z.string().min(1).default('./models'),
@@ -165,6 +169,10 @@ const WorkerEnv = CommonEnv.extend({
   SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),
   WORKER_ID: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
 });
+
+/** Every variable each app reads: what deployment manifests may set (test/kubernetes-manifests.test.ts checks them). */
+export const API_ENV_NAMES: readonly string[] = Object.keys(ApiEnv.shape);
+export const WORKER_ENV_NAMES: readonly string[] = Object.keys(WorkerEnv.shape);
 
 /** The `chorus` command line (SPEC §8); flags override these. */
 const CliEnv = z.object({
@@ -292,6 +300,9 @@ export type ApiConfig = ReturnType<typeof loadApiConfig>;
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
   const e = parseEnv(WorkerEnv, env);
+  if (e.WORKER_CONCURRENCY === 0 && e.WORKER_BATCH_CONCURRENCY === 0) {
+    throw new ConfigError('invalid configuration:\n  WORKER_CONCURRENCY: 0 together with WORKER_BATCH_CONCURRENCY=0 leaves this worker no lane to serve');
+  }
   return {
     ...commonConfig(e),
     engines: e.ENGINES,

@@ -54,7 +54,10 @@ describe('config', () => {
     expect(loadApiConfig({}).port).toBe(8000);
     expect(loadWorkerConfig({}).engines).toEqual(['espeak']);
     expect(() => loadApiConfig({ PORT: 'eighty' })).toThrow(/PORT/);
-    expect(() => loadWorkerConfig({ WORKER_CONCURRENCY: '0' })).toThrow(/WORKER_CONCURRENCY/);
+    expect(() => loadWorkerConfig({ WORKER_CONCURRENCY: '257' })).toThrow(/WORKER_CONCURRENCY/);
+    // 0 is a batch-only worker; with no batch lane either it would serve nothing.
+    expect(loadWorkerConfig({ WORKER_CONCURRENCY: '0' }).concurrency).toBe(0);
+    expect(() => loadWorkerConfig({ WORKER_CONCURRENCY: '0', WORKER_BATCH_CONCURRENCY: '0' })).toThrow(/WORKER_CONCURRENCY/);
     // Unset: from the machine's cores; set: as given.
     expect(loadWorkerConfig({}).concurrency).toBe(defaultWorkerConcurrency());
     expect(loadWorkerConfig({ WORKER_CONCURRENCY: '' }).concurrency).toBe(defaultWorkerConcurrency());

@@ -9,7 +9,10 @@ import type { RedisKeys } from './keys.ts';
 export const WorkerInfo = z.object({
   id: z.string(),
   engines: z.array(z.string()),
+  /** Realtime slots per engine (WORKER_CONCURRENCY); 0 on a batch-only worker, which realtime routing skips. */
   concurrency: z.number().int(),
+  /** Batch slots per engine (WORKER_BATCH_CONCURRENCY; optional: older workers omit it). */
+  batchConcurrency: z.number().int().optional(),
   host: z.string(),
   pid: z.number().int(),
   startedAt: z.number(),

@@ -97,12 +97,12 @@ export class SpeechService {
    * The engine and speaker for a request (voice-router.ts), or the 404 / 400 / 503 a client should get. An unknown
    * model is a 404 even while Redis is down; everything else needs the live workers' view.
    */
-  async route(model: string, voice: string, param = 'voice'): Promise<Route> {
+  async route(model: string, voice: string, param = 'voice', lane: Lane = 'realtime'): Promise<Route> {
     if (!this.#models.enginesFor(model)) {
       throw new ChorusError('TTS_ERR_MODEL_NOT_FOUND', `The model '${model}' does not exist.`, { param: 'model' });
     }
     this.assertBackendUp();
-    const live = await this.#directory.liveEngines();
+    const live = await this.#directory.liveEngines(lane);
     return routeRequest(model, voice, { models: this.#models, voices: this.#voices, live, param });
   }
 
@@ -138,7 +138,7 @@ export class SpeechService {
    */
   async buildJob(p: SynthesisParams): Promise<{ job: TtsJob; speaker: Speaker }> {
     const preset = this.resolvePreset(p.preset);
-    const { engine, speaker } = await this.route(p.model, p.voice);
+    const { engine, speaker } = await this.route(p.model, p.voice, 'voice', p.priority ?? 'realtime');
     const o = p.options;
     const job: TtsJob = {
       v: 1, requestId: p.requestId, engine, model: p.model, text: p.text, speaker, format: p.format,

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { liveWorkers, type RedisKeys, type WorkerInfo } from '@chorus/shared';
+import { liveWorkers, type Lane, type RedisKeys, type WorkerInfo } from '@chorus/shared';
 
 const REFRESH_MS = 1000;
 
@@ -40,11 +40,15 @@ export class WorkerDirectory {
   /**
    * What accepting live workers run, per engine: the devices its models run on and the voices they loaded
    * (`voices` undefined when a worker predates voice reporting, or the engine's voices are configured speakers).
+   * `realtime` (requests, discovery) counts only workers with realtime slots: a batch-only worker
+   * (WORKER_CONCURRENCY=0) would leave a realtime job waiting for nobody. `batch` counts every worker: batch items
+   * wait in their queue for a batch pool that may be scaled to zero until that backlog brings it up.
    */
-  async liveEngines(): Promise<Map<string, LiveEngine>> {
+  async liveEngines(lane: Lane = 'realtime'): Promise<Map<string, LiveEngine>> {
     const out = new Map<string, LiveEngine>();
     for (const w of await this.workers()) {
       if (!w.accepting) continue;
+      if (lane === 'realtime' && w.concurrency <= 0) continue;
       for (const engine of w.engines) if (!out.has(engine)) out.set(engine, { devices: new Set(), voices: undefined });
       for (const m of w.models ?? []) {
         const live = out.get(m.engine);
