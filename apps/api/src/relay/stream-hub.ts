@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { FastifyBaseLogger } from 'fastify';
 import { ChorusError } from '@chorus/shared';
 import { decodeRecord } from '@chorus/shared/stream-protocol';
@@ -22,8 +22,8 @@ export const COUNT_PER_STREAM = 8;
  * wake stream has no race: an XADD that lands before the XREAD arrives still makes it return at once.)
  */
 export class StreamHub {
-  readonly #blocking: Redis;
-  readonly #command: Redis;
+  readonly #blocking: RedisClient;
+  readonly #command: RedisClient;
   readonly #wakeKey: string;
   readonly #logger: FastifyBaseLogger;
   readonly #subs = new Map<string, Set<JobStream>>();
@@ -42,7 +42,7 @@ export class StreamHub {
    * write, and a reader slower than that (a client playing in real time, a paused one) would find the rest of its
    * audio expired. Every min(TTL/3, 30 s) one pipelined EXPIRE renews the TTL of every stream with a reader.
    */
-  constructor(blocking: Redis, command: Redis, wakeKey: string, logger: FastifyBaseLogger, streamTtlS?: number) {
+  constructor(blocking: RedisClient, command: RedisClient, wakeKey: string, logger: FastifyBaseLogger, streamTtlS?: number) {
     this.#blocking = blocking;
     this.#command = command;
     this.#wakeKey = wakeKey;

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { FastifyRequest } from 'fastify';
 import { ChorusError } from '@chorus/shared';
 
@@ -41,11 +41,11 @@ export class ClientIdentity {
   readonly #adminIndex: number;
   readonly #compareKey = randomBytes(32);
   readonly #digests: readonly Buffer[];
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #secretKey: string;
   #ids: Promise<string[]> | undefined;
 
-  constructor(opts: { apiKeys: readonly string[]; adminApiKey?: string; redis: Redis; secretKey: string }) {
+  constructor(opts: { apiKeys: readonly string[]; adminApiKey?: string; redis: RedisClient; secretKey: string }) {
     this.#keys = [...opts.apiKeys, ...(opts.adminApiKey ? [opts.adminApiKey] : [])];
     this.#adminIndex = opts.adminApiKey ? this.#keys.length - 1 : -1;
     this.enabled = this.#keys.length > 0;
