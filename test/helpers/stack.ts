@@ -48,7 +48,7 @@ export function spawnWorker(env: Record<string, string>): WorkerProcess {
 }
 
 /** Starts the API as its own process (for signal tests); resolves once it answers /healthz. */
-export async function spawnApi(env: Record<string, string>, port: number) {
+export async function spawnApi(env: Record<string, string>, port: number, timeoutMs = 20_000) {
   const child = track(spawn(process.execPath, ['--import', 'tsx', API_MAIN], {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
@@ -57,7 +57,7 @@ export async function spawnApi(env: Record<string, string>, port: number) {
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       const res = await fetch(`http://127.0.0.1:${port}/healthz`);
