@@ -1,5 +1,5 @@
 /**
- * `npm start`: the API and one worker in the foreground on embedded defaults. When REDIS_URL is unset a private
+ * `npm start`: the API and one worker in the foreground on embedded defaults. When REDIS_URL (and REDIS_CLUSTER_NODES) is unset a private
  * redis-server (AOF on) is started in DATA_DIR/redis on a free port and stopped on exit.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -69,7 +69,8 @@ async function stop(code: number) {
 }
 
 const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir };
-if (!env.REDIS_URL) {
+// REDIS_CLUSTER_NODES names the Redis to use even without REDIS_URL (which then only defaults).
+if (!env.REDIS_URL && !env.REDIS_CLUSTER_NODES) {
   env.REDIS_URL = await startRedis();
   console.log(`started a private redis-server at ${env.REDIS_URL} (data in ${path.join(dataDir, 'redis')})`);
 }

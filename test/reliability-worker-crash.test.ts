@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { liveWorkers, speechQueueName, workerConnectionName } from '@chorus/shared';
 import { startStack, type Stack } from './helpers/stack.ts';
@@ -99,13 +100,13 @@ describe('worker SIGKILL mid-stream (2 workers, 12 concurrent streams)', () => {
     const slots = (await liveWorkers(stack.redis, stack.keys)).find((w) => w.pid === pid)!.concurrency;
     // Kill once the victim holds all its slots and every one of those clients has audio: mid-stream.
     expect(await waitFor(async () => {
-      const held = await jobsHeldBy(stack.redis, stack.keys, pid, [queue]);
+      const held = await jobsHeldBy(stack.redis as Redis, stack.keys, pid, [queue]);
       return held.length >= slots && held.every((id) => (live.get(id)?.at.length ?? 0) > 0);
     }, 60_000, 10)).toBeGreaterThanOrEqual(0);
     // Stopped, it keeps its connections and locks and takes nothing new: the snapshot is exactly what dies.
     victim.process.kill('SIGSTOP');
     const killAt = performance.now();
-    const held = await jobsHeldBy(stack.redis, stack.keys, pid, [queue]);
+    const held = await jobsHeldBy(stack.redis as Redis, stack.keys, pid, [queue]);
     victim.process.kill('SIGKILL');
     const results = await Promise.all(runs);
     for (const r of results) expect(r.status).toBe(200);
@@ -181,11 +182,11 @@ describe('a worker whose connections dropped and came back, then died', () => {
     const queue = speechQueueName('espeak');
     const pid = victim.process.pid!;
     expect(await waitFor(async () => {
-      const held = await jobsHeldBy(stack.redis, stack.keys, pid, [queue]);
+      const held = await jobsHeldBy(stack.redis as Redis, stack.keys, pid, [queue]);
       return held.length > 0 && held.every((id) => (live.get(id)?.at.length ?? 0) > 0);
     }, 60_000, 10)).toBeGreaterThanOrEqual(0);
     victim.process.kill('SIGSTOP');
-    const held = await jobsHeldBy(stack.redis, stack.keys, pid, [queue]);
+    const held = await jobsHeldBy(stack.redis as Redis, stack.keys, pid, [queue]);
     victim.process.kill('SIGKILL');
     const results = await Promise.all(runs);
     expect(held.length).toBeGreaterThan(0);

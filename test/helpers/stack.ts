@@ -3,10 +3,10 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import OpenAI from 'openai';
-import { liveWorkers, loadApiConfig, RedisKeys, speechQueueName } from '@chorus/shared';
+import { liveWorkers, loadApiConfig, primaries, RedisKeys, speechQueueName, type RedisClient } from '@chorus/shared';
 import { buildApp } from '../../apps/api/src/app.ts';
 import { track } from './child-cleanup.ts';
 
@@ -48,7 +48,7 @@ export function spawnWorker(env: Record<string, string>): WorkerProcess {
 }
 
 /** Starts the API as its own process (for signal tests); resolves once it answers /healthz. */
-export async function spawnApi(env: Record<string, string>, port: number) {
+export async function spawnApi(env: Record<string, string>, port: number, timeoutMs = 20_000) {
   const child = track(spawn(process.execPath, ['--import', 'tsx', API_MAIN], {
     cwd: ROOT,
     env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1' },
@@ -57,7 +57,7 @@ export async function spawnApi(env: Record<string, string>, port: number) {
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       const res = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -78,7 +78,8 @@ export interface Stack {
   app: FastifyInstance;
   baseUrl: string;
   client: OpenAI;
-  redis: Redis;
+  /** A Cluster client when the stack runs on `clusterNodes`. */
+  redis: RedisClient;
   workers: WorkerProcess[];
   env: Record<string, string>;
   queue(engine?: string): Queue;
@@ -91,20 +92,25 @@ export interface StackOptions {
   redisUrl: string;
   /** `host:port,...` of Sentinels (REDIS_SENTINELS, master name `mymaster`); everything then follows failovers. */
   sentinels?: string;
+  /** `host:port,...` of Redis Cluster nodes (REDIS_CLUSTER_NODES); `redisUrl` is then only the URL form. */
+  clusterNodes?: string;
   workers?: number;
   apiEnv?: Record<string, string>;
   workerEnv?: Record<string, string>;
 }
 
 /** Deletes every key of a test's prefix: Chorus's own (`<prefix>:…`) and BullMQ's (`{<prefix>}:…`). */
-export async function deletePrefixKeys(redis: Redis, prefix: string): Promise<void> {
-  for (const pattern of [`${prefix}:*`, `{${prefix}}:*`]) {
-    let cursor = '0';
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      if (found.length) await redis.del(...found);
-    } while (cursor !== '0');
+export async function deletePrefixKeys(redis: RedisClient, prefix: string): Promise<void> {
+  // On a Cluster: SCAN each primary, and DEL key by key (they are in different slots).
+  for (const node of primaries(redis)) {
+    for (const pattern of [`${prefix}:*`, `{${prefix}}:*`]) {
+      let cursor = '0';
+      do {
+        const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        cursor = next;
+        if (found.length) await Promise.all(found.map((k) => redis.del(k)));
+      } while (cursor !== '0');
+    }
   }
 }
 
@@ -116,11 +122,17 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     // Tests queue requests on purpose: refuse only what would not start within QUEUE_TIMEOUT_S (the cap).
     MAX_QUEUE_WAIT_MS: '3600000',
     ...(opts.sentinels ? { REDIS_SENTINELS: opts.sentinels, REDIS_SENTINEL_NAME: 'mymaster' } : {}),
+    ...(opts.clusterNodes ? { REDIS_CLUSTER_NODES: opts.clusterNodes } : {}),
   };
   const keys = new RedisKeys(prefix);
-  const redis = opts.sentinels
+  const hostPort = (hp: string) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) });
+  const redis: RedisClient = opts.clusterNodes
+    ? new Cluster(opts.clusterNodes.split(',').map(hostPort), {
+        scaleReads: 'master', redisOptions: { maxRetriesPerRequest: null }, slotsRefreshInterval: 1000, maxRedirections: 1000,
+      })
+    : opts.sentinels
     ? new Redis({
-        sentinels: opts.sentinels.split(',').map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
+        sentinels: opts.sentinels.split(',').map(hostPort),
         name: 'mymaster',
         maxRetriesPerRequest: null,
       })

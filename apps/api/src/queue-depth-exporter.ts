@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Redis, Result } from 'ioredis';
+import type { Result } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { Queue } from 'bullmq';
 import type { FastifyBaseLogger } from 'fastify';
 import { LANES, type Lane } from '@chorus/shared/queues';
@@ -27,7 +28,7 @@ declare module 'ioredis' {
 }
 
 export interface QueueDepthExporterOptions {
-  redis: Redis;
+  redis: RedisClient;
   /** The lease key (RedisKeys.metricsLeader()). */
   leaseKey: string;
   /** Engines whose queues are reported (one `tts-<engine>` queue each). */

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { Logger } from 'pino';
 import type { RedisKeys } from '@chorus/shared/keys';
 
@@ -8,11 +8,11 @@ import type { RedisKeys } from '@chorus/shared/keys';
  * not active yet when the message went out.
  */
 export class CancelListener {
-  readonly #subscriber: Redis;
-  readonly #redis: Redis;
+  readonly #subscriber: RedisClient;
+  readonly #redis: RedisClient;
   readonly #keys: RedisKeys;
 
-  constructor(subscriber: Redis, redis: Redis, keys: RedisKeys) {
+  constructor(subscriber: RedisClient, redis: RedisClient, keys: RedisKeys) {
     this.#subscriber = subscriber;
     this.#redis = redis;
     this.#keys = keys;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.ts';
 import type { Queue } from 'bullmq';
 import type { RedisKeys } from './keys.ts';
 
@@ -73,7 +73,7 @@ return {recorded, tonumber(redis.call('HGET', KEYS[1], 'total')) - redis.call('H
 `;
 
 export async function recordOutcome(
-  redis: Redis, keys: RedisKeys, batchId: string, customId: string, outcome: ItemOutcome,
+  redis: RedisClient, keys: RedisKeys, batchId: string, customId: string, outcome: ItemOutcome,
 ): Promise<{ recorded: boolean; remaining: number }> {
   const [recorded, remaining] = (await redis.eval(
     RECORD, 2, keys.batch(batchId), keys.batchOutcomes(batchId), customId, JSON.stringify(outcome), COUNTER[outcome.status],
@@ -82,7 +82,7 @@ export async function recordOutcome(
 }
 
 /** Outcomes still missing (-1: no such batch). */
-export async function remainingOutcomes(redis: Redis, keys: RedisKeys, batchId: string): Promise<number> {
+export async function remainingOutcomes(redis: RedisClient, keys: RedisKeys, batchId: string): Promise<number> {
   const [total, n] = await Promise.all([redis.hget(keys.batch(batchId), 'total'), redis.hlen(keys.batchOutcomes(batchId))]);
   return total === null ? -1 : Number(total) - n;
 }
@@ -110,7 +110,7 @@ return 0
 `;
 
 export async function transitionBatch(
-  redis: Redis, keys: RedisKeys, batchId: string, from: readonly BatchStatus[], fields: Record<string, string | number>,
+  redis: RedisClient, keys: RedisKeys, batchId: string, from: readonly BatchStatus[], fields: Record<string, string | number>,
 ): Promise<boolean> {
   const flat = Object.entries(fields).flatMap(([k, v]) => [k, String(v)]);
   return (await redis.eval(TRANSITION, 1, keys.batch(batchId), from.length, ...from, ...flat)) === 1;

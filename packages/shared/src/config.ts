@@ -46,6 +46,11 @@ const CommonEnv = z.object({
   /** Comma list of host:port; when set, REDIS_URL only supplies password/db and Sentinel finds the master. */
   REDIS_SENTINELS: ListEnv.pipe(z.array(HostPort)).optional(),
   REDIS_SENTINEL_NAME: z.string().min(1).default('mymaster'),
+  /**
+   * Comma list of host:port of Redis Cluster nodes (any few: the rest are discovered); when set, REDIS_URL only
+   * supplies the password and TLS (rediss:). Not together with REDIS_SENTINELS.
+   */
+  REDIS_CLUSTER_NODES: ListEnv.pipe(z.array(HostPort).min(1)).optional(),
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only').default('chorus'),
   LOG_LEVEL: LogLevel.default('info'),
   /** JSON voices file (SPEC §4); unset = the defaults shipped in config/voices.json. */
@@ -190,6 +195,8 @@ export interface RedisConfig {
   url: string;
   sentinels: { host: string; port: number }[] | undefined;
   sentinelName: string;
+  /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES). */
+  clusterNodes?: { host: string; port: number }[];
   prefix: string;
 }
 
@@ -204,13 +211,21 @@ function isProxyAddress(x: string): boolean {
   return family === 4 && isIP(range) === 4;
 }
 
+function hostPorts(list: string[] | undefined) {
+  return list?.map((hp) => {
+    const [host, port] = hp.split(':');
+    return { host: host!, port: Number(port) };
+  });
+}
+
 function redisConfig(env: z.infer<typeof CommonEnv>): RedisConfig {
+  if (env.REDIS_SENTINELS && env.REDIS_CLUSTER_NODES) {
+    throw new ConfigError('invalid configuration:\n  REDIS_CLUSTER_NODES: not together with REDIS_SENTINELS');
+  }
   return {
     url: env.REDIS_URL,
-    sentinels: env.REDIS_SENTINELS?.map((hp) => {
-      const [host, port] = hp.split(':');
-      return { host: host!, port: Number(port) };
-    }),
+    sentinels: hostPorts(env.REDIS_SENTINELS),
+    clusterNodes: hostPorts(env.REDIS_CLUSTER_NODES),
     sentinelName: env.REDIS_SENTINEL_NAME,
     prefix: env.REDIS_PREFIX,
   };

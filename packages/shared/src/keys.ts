@@ -5,8 +5,8 @@
  *   {prefix}:wake:{<relay>}            stream  MAXLEN 1; XADDed by an API process to wake its own shared reader
  *   {prefix}:cancel:<jobId>            string  cancel flag a worker checks before and while running a job; TTL
  *   {prefix}:cancel                    pubsub  job ids to cancel, for the worker holding the job
- *   {prefix}:workers                   zset    workerId -> heartbeat expiry (ms since epoch)
- *   {prefix}:worker:<workerId>         string  JSON WorkerInfo; TTL = heartbeat TTL
+ *   {prefix}:{workers}                 zset    workerId -> heartbeat expiry (ms since epoch)
+ *   {prefix}:{workers}:<workerId>      string  JSON WorkerInfo; TTL = heartbeat TTL
  *   {prefix}:failover:<workerId>:<queue> string  which survivor hands a dead worker's jobs in <queue> back (SET NX; TTL)
  *   {prefix}:ratelimit:<client>        string  requests in the current minute (@fastify/rate-limit RedisStore);
  *                                      <client> is k:<HMAC of the API key> or ip:<address>
@@ -26,6 +26,14 @@
  *
  * `<relay>` is the id of the API process relaying the job. Its audio streams and its wake stream share that hash
  * tag, so the one XREAD that reads them all stays within one Cluster slot.
+ *
+ * Redis Cluster (REDIS_CLUSTER_NODES): keys written or read together in one command, transaction or script share a
+ * hash tag (the part in literal braces), so they share a slot: a queue's keys (`{<prefix>}`), a relay's streams
+ * (`{<relay>}`), a batch and its outcomes (`{<batchId>}`), the worker registry (`{workers}`: the heartbeat's
+ * MULTI and the registry's MGET). Everything else is read or written one key per command (the file and batch
+ * indexes, cancel flags), so it spreads over the cluster. The `{workers}` tag is new with Cluster support: older
+ * versions used `{prefix}:workers` and `{prefix}:worker:<id>` (heartbeats, rewritten every few seconds; nothing
+ * to migrate).
  */
 export class RedisKeys {
   readonly prefix: string;
@@ -51,12 +59,13 @@ export class RedisKeys {
     return `${this.prefix}:cancel`;
   }
 
+  /** The live-worker registry; hash-tagged with worker() so a heartbeat's MULTI stays in one Cluster slot. */
   workers(): string {
-    return `${this.prefix}:workers`;
+    return `${this.prefix}:{workers}`;
   }
 
   worker(workerId: string): string {
-    return `${this.prefix}:worker:${workerId}`;
+    return `${this.prefix}:{workers}:${workerId}`;
   }
 
   /** Lease held by the one API process that exports queue depth, so N replicas do not report it N times. */

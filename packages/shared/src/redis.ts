@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisConfig } from './config.ts';
 import { monitorLink } from './redis-link-monitor.ts';
@@ -12,8 +12,24 @@ import { monitorLink } from './redis-link-monitor.ts';
  */
 export type RedisRole = 'producer' | 'worker' | 'blocking';
 
+/** A connection to one Redis (standalone or through Sentinel) or to a Redis Cluster: the code works on either. */
+export type RedisClient = Redis | Cluster;
+
+export function isCluster(client: RedisClient): client is Cluster {
+  return client instanceof Cluster;
+}
+
+/**
+ * The primaries of a Cluster (one connection each, from the client's pool), or the one Redis. For what must look at
+ * every node: CLIENT LIST, SCAN.
+ */
+export function primaries(client: RedisClient): Redis[] {
+  return isCluster(client) ? client.nodes('master') : [client];
+}
+
 /** `name` replaces the connection's default CLIENT SETNAME (`chorus-<role>`), e.g. workerConnectionName(). */
-export function createRedisClient(config: RedisConfig, role: RedisRole, logger?: Logger, name?: string): Redis {
+export function createRedisClient(config: RedisConfig, role: RedisRole, logger?: Logger, name?: string): RedisClient {
+  if (config.clusterNodes) return createClusterClient(config, role, logger, name);
   const url = new URL(config.url);
   const base: RedisOptions = {
     connectionName: name ?? `chorus-${role}`,
@@ -55,7 +71,51 @@ export function createRedisClient(config: RedisConfig, role: RedisRole, logger?:
         reconnectOnError: (err) => err.message.startsWith('READONLY'),
       });
 
-  // Without a listener ioredis prints unhandled 'error' events; log them once per state change instead.
+  logErrors(client, role, logger);
+  monitorLink(client, role, { ping: role !== 'blocking', logger });
+  return client;
+}
+
+/**
+ * REDIS_CLUSTER_NODES: ioredis's Cluster client. Per-node connection options go in `redisOptions`, except the offline
+ * queue: a node connection is created lazily on its first command, which must wait for the connect (the producer
+ * still fails fast: the Cluster-level offline queue is off and its node commands time out). Reads go to primaries
+ * only (a replica may lag: a stream read there could miss audio just written). The link monitor is not used: the
+ * Cluster client replaces node connections itself and re-reads the slot map every second, so a failover is
+ * followed within about cluster-node-timeout plus a second.
+ */
+function createClusterClient(config: RedisConfig, role: RedisRole, logger?: Logger, name?: string): Cluster {
+  const url = new URL(config.url);
+  const nodeOptions: RedisOptions = {
+    connectionName: name ?? `chorus-${role}`,
+    password: url.password ? decodeURIComponent(url.password) : undefined,
+    username: url.username ? decodeURIComponent(url.username) : undefined,
+    tls: url.protocol === 'rediss:' ? {} : undefined,
+    ...(role === 'producer'
+      ? { maxRetriesPerRequest: 1, connectTimeout: 2000, commandTimeout: 3000 }
+      : { maxRetriesPerRequest: null }),
+  };
+  const options: ClusterOptions = {
+    redisOptions: nodeOptions,
+    scaleReads: 'master',
+    enableOfflineQueue: role !== 'producer',
+    enableReadyCheck: true,
+    clusterRetryStrategy: (times) => Math.min(100 * times, 1000),
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    slotsRefreshInterval: 1000,
+    // Commands to a failed primary are retried (after a slot refresh) until its replica has taken over; a
+    // cluster-node-timeout of several seconds needs more than the default 16 tries at 100 ms.
+    maxRedirections: role === 'producer' ? 16 : 1000,
+  };
+  const client = new Cluster(config.clusterNodes!, options);
+  logErrors(client, role, logger);
+  return client;
+}
+
+/** Without a listener ioredis prints unhandled 'error' events; log them once per state change instead. */
+function logErrors(client: RedisClient, role: RedisRole, logger?: Logger): void {
   let lastMessage = '';
   client.on('error', (err: Error) => {
     if (err.message === lastMessage) return;
@@ -65,12 +125,10 @@ export function createRedisClient(config: RedisConfig, role: RedisRole, logger?:
   client.on('ready', () => {
     lastMessage = '';
   });
-  monitorLink(client, role, { ping: role !== 'blocking', logger });
-  return client;
 }
 
 /** Resolves once the client is ready, or rejects after `timeoutMs`. */
-export function waitForReady(client: Redis, timeoutMs = 10_000): Promise<void> {
+export function waitForReady(client: RedisClient, timeoutMs = 10_000): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.ts';
 import { z } from 'zod';
 import type { RedisKeys } from './keys.ts';
 
@@ -39,7 +39,7 @@ export function workerConnectionName(prefix: string, workerId: string): string {
   return `chorus-worker:${prefix}:${workerId}`;
 }
 
-export async function publishHeartbeat(redis: Redis, keys: RedisKeys, info: WorkerInfo, ttlMs: number) {
+export async function publishHeartbeat(redis: RedisClient, keys: RedisKeys, info: WorkerInfo, ttlMs: number) {
   const now = Date.now();
   await redis
     .multi()
@@ -49,11 +49,11 @@ export async function publishHeartbeat(redis: Redis, keys: RedisKeys, info: Work
     .exec();
 }
 
-export async function removeWorker(redis: Redis, keys: RedisKeys, workerId: string) {
+export async function removeWorker(redis: RedisClient, keys: RedisKeys, workerId: string) {
   await redis.multi().del(keys.worker(workerId)).zrem(keys.workers(), workerId).exec();
 }
 
-export async function liveWorkers(redis: Redis, keys: RedisKeys): Promise<WorkerInfo[]> {
+export async function liveWorkers(redis: RedisClient, keys: RedisKeys): Promise<WorkerInfo[]> {
   const ids = await redis.zrangebyscore(keys.workers(), Date.now(), '+inf');
   if (ids.length === 0) return [];
   const raw = await redis.mget(ids.map((id) => keys.worker(id)));

@@ -17,7 +17,7 @@ const FASTIFY_CODES: Record<string, ErrorName> = {
 };
 
 /** ioredis/BullMQ messages that mean "Redis is not reachable right now". */
-const REDIS_DOWN = /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|MaxRetriesPerRequest|Reached the max retries|connect ETIMEDOUT|Stream isn't writeable|Command timed out|LOADING|READONLY|MASTERDOWN|Failed to refresh slots/i;
+const REDIS_DOWN = /enableOfflineQueue|Connection is closed|ECONNREFUSED|ETIMEDOUT|MaxRetriesPerRequest|Reached the max retries|connect ETIMEDOUT|Stream isn't writeable|Command timed out|LOADING|READONLY|MASTERDOWN|Failed to refresh slots|CLUSTERDOWN|TRYAGAIN|Too many Cluster redirections|Cluster isn't ready|Cluster is ended/i;
 
 export function toChorusError(err: unknown): ChorusError {
   if (err instanceof ChorusError) return err;

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import {
   createRedisClient, createStorage, ModelTable, RedisKeys, VoiceCatalog, type ApiConfig,
 } from '@chorus/shared';
@@ -17,7 +17,7 @@ import { QueueDepthExporter } from '../queue-depth-exporter.ts';
 declare module 'fastify' {
   interface FastifyInstance {
     config: ApiConfig;
-    redis: Redis;
+    redis: RedisClient;
     keys: RedisKeys;
     hub: StreamHub;
     speech: SpeechService;
@@ -51,11 +51,14 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
       redis, keys, relayId, hub, directory, models, voices, maxQueueDepth: config.maxQueueDepth,
       maxQueueWaitMs: config.maxQueueWaitMs, queueTimeoutS: config.queueTimeoutS,
       maxAudioSeconds: config.maxAudioSeconds,
-      replicaAck: config.redis.sentinels ? new ReplicaAck(redis, app.log) : undefined,
+      replicaAck: config.redis.sentinels || config.redis.clusterNodes
+        ? new ReplicaAck(redis, app.log, keys.bullPrefix())
+        : undefined,
     });
 
     app.decorate('config', config);
-    app.decorate('redis', redis);
+    // A getter: fastify's decorate() type cannot infer a union of two client classes from a plain value.
+    app.decorate('redis', { getter: () => redis });
     app.decorate('keys', keys);
     app.decorate('hub', hub);
     app.decorate('speech', speech);

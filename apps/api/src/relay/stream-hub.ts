@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { FastifyBaseLogger } from 'fastify';
-import { ChorusError } from '@chorus/shared';
+import { ChorusError, isCluster } from '@chorus/shared';
 import { decodeRecord } from '@chorus/shared/stream-protocol';
 import { compareIds, JobStream, type StreamEntry } from './job-stream.ts';
 
@@ -14,6 +14,14 @@ const STUCK_MS = BLOCK_MS + 5000;
  * new entries per read.
  */
 export const COUNT_PER_STREAM = 8;
+/** How often streams outside this process's slot (Cluster only; see #runForeign) are read. */
+const FOREIGN_POLL_MS = 50;
+
+/** A key's Cluster hash tag (the first `{...}`), or the key itself when it has none. */
+function hashTag(key: string): string {
+  const m = /\{([^}]+)\}/.exec(key);
+  return m ? m[1]! : key;
+}
 
 /**
  * One blocking XREAD loop per API process serves every relayed job stream: 1,000 concurrent streams cost one
@@ -22,8 +30,8 @@ export const COUNT_PER_STREAM = 8;
  * wake stream has no race: an XADD that lands before the XREAD arrives still makes it return at once.)
  */
 export class StreamHub {
-  readonly #blocking: Redis;
-  readonly #command: Redis;
+  readonly #blocking: RedisClient;
+  readonly #command: RedisClient;
   readonly #wakeKey: string;
   readonly #logger: FastifyBaseLogger;
   readonly #subs = new Map<string, Set<JobStream>>();
@@ -36,24 +44,29 @@ export class StreamHub {
   #refreshing = false;
   /** Keys found missing by the last TTL refresh (a second miss in a row fails their readers). */
   #missing = new Set<string>();
+  /** Cluster: only keys with the wake stream's hash tag go into the blocking XREAD (one slot per command). */
+  readonly #ownTag: string | undefined;
+  #foreignLoop: Promise<void> | undefined;
 
   /**
    * `streamTtlS` (STREAM_TTL_S) turns on the keep-alive of relayed streams: the worker's TTL counts from its last
    * write, and a reader slower than that (a client playing in real time, a paused one) would find the rest of its
    * audio expired. Every min(TTL/3, 30 s) one pipelined EXPIRE renews the TTL of every stream with a reader.
    */
-  constructor(blocking: Redis, command: Redis, wakeKey: string, logger: FastifyBaseLogger, streamTtlS?: number) {
+  constructor(blocking: RedisClient, command: RedisClient, wakeKey: string, logger: FastifyBaseLogger, streamTtlS?: number) {
     this.#blocking = blocking;
     this.#command = command;
     this.#wakeKey = wakeKey;
     this.#logger = logger;
     this.#streamTtlS = streamTtlS;
+    this.#ownTag = isCluster(blocking) ? hashTag(wakeKey) : undefined;
   }
 
   start(): void {
     if (this.#running) return;
     this.#running = true;
     this.#loop = this.#run();
+    if (this.#ownTag !== undefined) this.#foreignLoop = this.#runForeign();
     if (this.#streamTtlS !== undefined) {
       const everyMs = Math.min((this.#streamTtlS * 1000) / 3, 30_000);
       this.#keepAlive = setInterval(() => void this.refreshTtls(), everyMs);
@@ -76,9 +89,10 @@ export class StreamHub {
     this.#refreshing = true;
     try {
       const keys = [...this.#subs.keys()];
-      const pipeline = this.#command.pipeline();
-      for (const key of keys) pipeline.expire(key, this.#streamTtlS);
-      const replies = (await pipeline.exec()) ?? [];
+      // One EXPIRE per key, sent back to back (on a Cluster, the keys of streams resumed here live in other slots).
+      const ttl = this.#streamTtlS;
+      const replies = await Promise.all(keys.map((key) =>
+        this.#command.expire(key, ttl).then((n): [Error | null, number | undefined] => [null, n], (err: Error) => [err, undefined])));
       const missing = new Set<string>();
       keys.forEach((key, i) => {
         const [err, found] = replies[i] ?? [new Error('no reply'), undefined];
@@ -152,11 +166,8 @@ export class StreamHub {
       const ids: string[] = [this.#wakeLastId];
       const fromByKey = new Map<string, string>();
       for (const [key, set] of this.#subs) {
-        let from: string | undefined;
-        for (const s of set) {
-          if (!s.wantsData) continue;
-          if (from === undefined || compareIds(s.lastId, from) < 0) from = s.lastId;
-        }
+        if (this.#ownTag !== undefined && hashTag(key) !== this.#ownTag) continue; // #runForeign's
+        const from = this.#fromOf(set);
         if (from !== undefined) {
           keys.push(key);
           ids.push(from);
@@ -182,17 +193,7 @@ export class StreamHub {
             if (last) this.#wakeLastId = last[0].toString();
             continue;
           }
-          const set = this.#subs.get(key);
-          if (!set) continue;
-          const entries: StreamEntry[] = rawEntries.map(([id, fields]) => ({
-            id: id.toString(),
-            record: decodeRecord(fields),
-          }));
-          // The reply holds the entries after `from`, contiguous. A reader that subscribed while this read was in
-          // flight, or was paused out of it, may need earlier entries: it gets none now and the next read starts
-          // from its own position. Handing it these would silently skip what lies between.
-          const from = fromByKey.get(key)!;
-          for (const s of set) if (compareIds(s.lastId, from) >= 0) s.deliver(entries);
+          this.#deliver(key, fromByKey.get(key)!, rawEntries);
         }
       } catch (err) {
         if (!this.#running) break;
@@ -203,6 +204,51 @@ export class StreamHub {
     }
   }
 
+  /** The position to read `set`'s key from: the furthest-behind reader that wants data. */
+  #fromOf(set: Set<JobStream>): string | undefined {
+    let from: string | undefined;
+    for (const s of set) {
+      if (!s.wantsData) continue;
+      if (from === undefined || compareIds(s.lastId, from) < 0) from = s.lastId;
+    }
+    return from;
+  }
+
+  #deliver(key: string, from: string, rawEntries: [Buffer, Buffer[]][]): void {
+    const set = this.#subs.get(key);
+    if (!set) return;
+    const entries: StreamEntry[] = rawEntries.map(([id, fields]) => ({ id: id.toString(), record: decodeRecord(fields) }));
+    // The reply holds the entries after `from`, contiguous. A reader that subscribed while this read was in
+    // flight, or was paused out of it, may need earlier entries: it gets none now and the next read starts
+    // from its own position. Handing it these would silently skip what lies between.
+    for (const s of set) if (compareIds(s.lastId, from) >= 0) s.deliver(entries);
+  }
+
+  /**
+   * Cluster only. A stream relayed by another API process (a Last-Event-ID resume or a replay that landed on this
+   * replica) carries that process's hash tag, so another slot, often another node: it cannot join this process's
+   * XREAD. Such streams are few (reconnects), so they are polled: a non-blocking XREAD per stream every
+   * FOREIGN_POLL_MS on the command connection, which costs them at most that much latency.
+   */
+  async #runForeign(): Promise<void> {
+    while (this.#running) {
+      await new Promise((r) => setTimeout(r, FOREIGN_POLL_MS));
+      const reads: Promise<void>[] = [];
+      for (const [key, set] of this.#subs) {
+        if (hashTag(key) === this.#ownTag) continue;
+        const from = this.#fromOf(set);
+        if (from === undefined) continue;
+        reads.push(this.#command.xreadBuffer('COUNT', COUNT_PER_STREAM, 'STREAMS', key, from).then(
+          (reply) => {
+            if (reply?.[0]) this.#deliver(key, from, reply[0][1]);
+          },
+          (err: Error) => this.#logger.debug({ err: err.message, key }, 'relay read of another slot failed; retrying'),
+        ));
+      }
+      await Promise.all(reads);
+    }
+  }
+
   async close(): Promise<void> {
     this.#running = false;
     clearInterval(this.#keepAlive);
@@ -210,5 +256,6 @@ export class StreamHub {
     // Break the blocked XREAD: disconnecting is the only way to interrupt it from this side.
     this.#blocking.disconnect();
     await this.#loop?.catch(() => {});
+    await this.#foreignLoop;
   }
 }

@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { Logger } from 'pino';
 import { Queue, Worker, type Job, type JobsOptions } from 'bullmq';
 import {
@@ -81,7 +81,7 @@ const nowS = () => Math.floor(Date.now() / 1000);
  * open when its completion window closes.
  */
 export class BatchService {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: RedisKeys;
   readonly #storage: ObjectStorage;
   readonly #speech: SpeechService;
@@ -95,7 +95,7 @@ export class BatchService {
   readonly #onItemEnded: (outcome: 'cancelled' | 'expired') => void;
 
   constructor(opts: {
-    redis: Redis; keys: RedisKeys; storage: ObjectStorage; speech: SpeechService; retentionS: number; maxInputChars: number;
+    redis: RedisClient; keys: RedisKeys; storage: ObjectStorage; speech: SpeechService; retentionS: number; maxInputChars: number;
     maxOpenBatches?: number; maxItems?: number;
     /** An item removed from its queue by a cancel or by expiry (metrics). */
     onItemEnded?: (outcome: 'cancelled' | 'expired') => void;
@@ -119,7 +119,7 @@ export class BatchService {
    * Starts processing lifecycle jobs. `connection` must allow blocking commands (maxRetriesPerRequest null): it is
    * BullMQ's worker connection.
    */
-  startLifecycle(connection: Redis, log: Logger): void {
+  startLifecycle(connection: RedisClient, log: Logger): void {
     this.#lifecycleWorker = new Worker(
       BATCH_LIFECYCLE_QUEUE,
       async (job: Job<{ batchId: string }>) => {
@@ -265,11 +265,13 @@ export class BatchService {
     };
     const index = this.#keys.ownerBatches(opts.owner);
     const openSet = this.#keys.ownerOpenBatches(opts.owner);
-    await this.#redis.multi()
-      .hset(key, record).expire(key, this.#retentionS)
-      .zadd(index, 0, id).expire(index, this.#retentionS)
-      .sadd(openSet, id).expire(openSet, this.#retentionS)
-      .exec();
+    // The indexes first, then the batch (three Cluster slots: no one transaction). An index entry whose batch is
+    // missing is pruned by list() and #openBatches().
+    await Promise.all([
+      this.#redis.multi().zadd(index, 0, id).expire(index, this.#retentionS).exec(),
+      this.#redis.multi().sadd(openSet, id).expire(openSet, this.#retentionS).exec(),
+    ]);
+    await this.#redis.multi().hset(key, record).expire(key, this.#retentionS).exec();
     try {
       await this.lifecycle.add(VALIDATE_JOB, { batchId: id }, { ...LIFECYCLE_JOB_OPTIONS, jobId: `validate-${id}` });
       await this.lifecycle.add(EXPIRE_JOB, { batchId: id }, {
@@ -293,11 +295,10 @@ export class BatchService {
     const openSet = this.#keys.ownerOpenBatches(owner);
     if ((await this.#redis.scard(openSet)) < this.#maxOpenBatches) return 0;
     const ids = await this.#redis.smembers(openSet);
-    const pipe = this.#redis.pipeline();
-    for (const id of ids) pipe.hget(this.#keys.batch(id), 'status');
-    const rows = (await pipe.exec()) ?? [];
+    // One command per batch (each has its own Cluster slot); ioredis sends them back to back.
+    const rows = await Promise.all(ids.map((id) => this.#redis.hget(this.#keys.batch(id), 'status')));
     const ended = ids.filter((_, i) => {
-      const status = rows[i]?.[1] as BatchStatus | null | undefined;
+      const status = rows[i] as BatchStatus | null | undefined;
       return !status || BATCH_DONE.has(status);
     });
     if (ended.length > 0) await this.#redis.srem(openSet, ...ended);
@@ -434,12 +435,10 @@ export class BatchService {
     for (;;) {
       const ids = await this.#redis.zrange(index, from, '-', 'BYLEX', 'REV', 'LIMIT', 0, limit + 1);
       if (ids.length === 0) return { data, hasMore: false };
-      const pipe = this.#redis.pipeline();
-      for (const id of ids) pipe.hgetall(this.#keys.batch(id));
-      const rows = (await pipe.exec()) ?? [];
+      const rows = await Promise.all(ids.map((id) => this.#redis.hgetall(this.#keys.batch(id))));
       const gone: string[] = [];
       for (let i = 0; i < ids.length; i++) {
-        const h = rows[i]?.[1] as Record<string, string> | undefined;
+        const h = rows[i];
         if (!h?.id) {
           gone.push(ids[i]!);
           continue;
@@ -464,12 +463,13 @@ export class BatchService {
     const h = await this.#redis.hgetall(this.#keys.batch(id));
     if (!h.in_progress_at) return;
     const total = Number(h.total);
-    const flags = this.#redis.multi();
-    for (let i = 0; i < total; i++) {
-      const jobId = batchItemJobId(id, i);
-      flags.set(this.#keys.cancelFlag(jobId), '1', 'EX', 3600).publish(this.#keys.cancelChannel(), jobId);
+    // Per item (the flags spread over Cluster slots), a thousand in flight at a time.
+    for (let at = 0; at < total; at += 1000) {
+      await Promise.all(Array.from({ length: Math.min(1000, total - at) }, (_, k) => {
+        const jobId = batchItemJobId(id, at + k);
+        return this.#redis.multi().set(this.#keys.cancelFlag(jobId), '1', 'EX', 3600).publish(this.#keys.cancelChannel(), jobId).exec();
+      }));
     }
-    await flags.exec();
     await this.#sweep(h, 'cancelled');
     if ((await remainingOutcomes(this.#redis, this.#keys, id)) === 0) await enqueueFinalize(this.control, id);
   }
@@ -493,10 +493,8 @@ export class BatchService {
     const alive: typeof out = [];
     for (let at = 0; at < out.length; at += 1000) {
       const chunk = out.slice(at, at + 1000);
-      const pipe = this.#redis.pipeline();
-      for (const o of chunk) pipe.exists(this.#keys.file(o.fileId));
-      const res = (await pipe.exec()) ?? [];
-      chunk.forEach((o, i) => res[i]?.[1] === 1 && alive.push(o));
+      const res = await Promise.all(chunk.map((o) => this.#redis.exists(this.#keys.file(o.fileId))));
+      chunk.forEach((o, i) => res[i] === 1 && alive.push(o));
     }
     return alive.sort((a, b) => a.line - b.line);
   }

@@ -1,5 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { FastifyRequest } from 'fastify';
 import { ChorusError } from '@chorus/shared';
 
@@ -47,11 +47,11 @@ export class ClientIdentity {
   readonly #adminCookieSecret: Buffer | undefined;
   readonly #compareKey = randomBytes(32);
   readonly #digests: readonly Buffer[];
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #secretKey: string;
   #ids: Promise<string[]> | undefined;
 
-  constructor(opts: { apiKeys: readonly string[]; adminApiKey?: string; redis: Redis; secretKey: string }) {
+  constructor(opts: { apiKeys: readonly string[]; adminApiKey?: string; redis: RedisClient; secretKey: string }) {
     this.#keys = [...opts.apiKeys, ...(opts.adminApiKey ? [opts.adminApiKey] : [])];
     this.#adminIndex = opts.adminApiKey ? this.#keys.length - 1 : -1;
     this.enabled = opts.apiKeys.length > 0;

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { FastifyBaseLogger } from 'fastify';
 import {
   commitFileMeta, FILE_ID_PATTERN, newFileId, StorageKeys, type FileMeta, type ObjectStorage, type RedisKeys,
@@ -42,14 +42,14 @@ const ORPHAN_GRACE_MS = 3600_000;
 export class FileStore {
   readonly storage: ObjectStorage;
   readonly retentionS: number;
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: RedisKeys;
   readonly #log: FastifyBaseLogger;
   #first: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<unknown> | undefined;
 
-  constructor(opts: { redis: Redis; keys: RedisKeys; storage: ObjectStorage; retentionS: number; log: FastifyBaseLogger }) {
+  constructor(opts: { redis: RedisClient; keys: RedisKeys; storage: ObjectStorage; retentionS: number; log: FastifyBaseLogger }) {
     this.#redis = opts.redis;
     this.#keys = opts.keys;
     this.storage = opts.storage;
@@ -85,12 +85,12 @@ export class FileStore {
 
   /** Metadata first (the file is gone at once), then the bytes; bytes left by a failure are swept later. */
   async delete(meta: FileMeta): Promise<void> {
-    await this.#redis
-      .multi()
-      .del(this.#keys.file(meta.id))
-      .zrem(this.#keys.allFiles(), meta.id)
-      .zrem(this.#keys.ownerFiles(meta.owner), meta.id)
-      .exec();
+    // One command per key: they live in different Cluster slots.
+    await Promise.all([
+      this.#redis.del(this.#keys.file(meta.id)),
+      this.#redis.zrem(this.#keys.allFiles(), meta.id),
+      this.#redis.zrem(this.#keys.ownerFiles(meta.owner), meta.id),
+    ]);
     await this.discardBytes(meta.id);
   }
 
@@ -105,7 +105,8 @@ export class FileStore {
         ? await this.#redis.zrange(opts.index, from, '-', 'BYLEX', 'REV', 'LIMIT', 0, batch)
         : await this.#redis.zrange(opts.index, from, '+', 'BYLEX', 'LIMIT', 0, batch);
       if (ids.length === 0) return { data, hasMore: false };
-      const raws = await this.#redis.mget(ids.map((id) => this.#keys.file(id)));
+      // GETs, not one MGET: the files live in different Cluster slots (ioredis sends them back to back anyway).
+      const raws = await Promise.all(ids.map((id) => this.#redis.get(this.#keys.file(id))));
       const gone: string[] = [];
       for (let i = 0; i < ids.length; i++) {
         const raw = raws[i];
@@ -133,13 +134,9 @@ export class FileStore {
     let removed = await this.storage.removeIncomplete(StorageKeys.filesPrefix, graceMs);
     let chunk: string[] = [];
     const flush = async () => {
-      const pipe = this.#redis.pipeline();
-      for (const id of chunk) pipe.exists(this.#keys.file(id));
-      const exists = (await pipe.exec()) ?? [];
+      const exists = await Promise.all(chunk.map((id) => this.#redis.exists(this.#keys.file(id))));
       for (let i = 0; i < chunk.length; i++) {
-        const [err, n] = exists[i] ?? [];
-        if (err) throw err;
-        if (n === 0 && (await this.storage.delete(StorageKeys.file(chunk[i]!)))) removed++;
+        if (exists[i] === 0 && (await this.storage.delete(StorageKeys.file(chunk[i]!)))) removed++;
       }
       chunk = [];
     };

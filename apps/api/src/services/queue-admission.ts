@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { Queue } from 'bullmq';
 import { ChorusError, type RedisKeys } from '@chorus/shared';
 
@@ -49,7 +49,7 @@ export interface Prediction {
  * budget by what they admit in the same instant.
  */
 export class QueueAdmission {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: RedisKeys;
   readonly #maxDepth: number;
   readonly #budgetMs: number;
@@ -58,7 +58,7 @@ export class QueueAdmission {
   readonly #rates = new Map<string, { at: number; rate: Promise<number | undefined> }>();
 
   constructor(opts: {
-    redis: Redis; keys: RedisKeys;
+    redis: RedisClient; keys: RedisKeys;
     /** MAX_QUEUE_DEPTH. */
     maxDepth: number;
     /** MAX_QUEUE_WAIT_MS: the longest predicted wait a request is admitted with... */

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import { Queue } from 'bullmq';
 import {
   ChorusError, JOB_CATALOG, JOB_NAMES, newJobId, PRIORITY, speechQueueName, type Lane, type ModelTable, type RedisKeys,
@@ -41,7 +41,7 @@ export interface StartedJob {
  * subscribe to the job's stream, enqueue. Every route (OpenAI raw/SSE, legacy, batch) goes through here.
  */
 export class SpeechService {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: RedisKeys;
   readonly #relayId: string;
   readonly #hub: StreamHub;
@@ -54,7 +54,7 @@ export class SpeechService {
   readonly #maxAudioS: number;
 
   constructor(opts: {
-    redis: Redis; keys: RedisKeys; relayId: string; hub: StreamHub; directory: WorkerDirectory;
+    redis: RedisClient; keys: RedisKeys; relayId: string; hub: StreamHub; directory: WorkerDirectory;
     models: ModelTable; voices: VoiceCatalog;
     /** MAX_QUEUE_DEPTH: realtime jobs waiting per queue above which requests get 429 `queue_full`. */
     maxQueueDepth: number;

@@ -1,5 +1,4 @@
-import type { Redis } from 'ioredis';
-import { liveWorkers, type Lane, type RedisKeys, type WorkerInfo } from '@chorus/shared';
+import { liveWorkers, type Lane, type RedisClient, type RedisKeys, type WorkerInfo } from '@chorus/shared';
 
 const REFRESH_MS = 1000;
 
@@ -13,13 +12,13 @@ export interface LiveEngine {
  * trip. A model whose engine no live worker serves is refused with 503 at once.
  */
 export class WorkerDirectory {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #keys: RedisKeys;
   #workers: WorkerInfo[] = [];
   #fetchedAt = 0;
   #inFlight: Promise<void> | undefined;
 
-  constructor(redis: Redis, keys: RedisKeys) {
+  constructor(redis: RedisClient, keys: RedisKeys) {
     this.#redis = redis;
     this.#keys = keys;
   }

@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { Queue } from 'bullmq';
 import {
   commitFileMeta, enqueueFinalize, ERRORS, FORMAT_INFO, recordOutcome, StorageKeys, type AudioFormat,
@@ -8,7 +8,7 @@ import {
 import type { AudioSink } from '../stream/audio-sink.ts';
 
 export interface BatchDeps {
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   storage: ObjectStorage;
   /** The control queue the finalizer runs on. */

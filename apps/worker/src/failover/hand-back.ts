@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { Worker } from 'bullmq';
 
 /*
@@ -37,7 +37,7 @@ return released
 `;
 
 export async function releaseLocks(
-  redis: Redis, worker: Worker, lockOwners: readonly string[],
+  redis: RedisClient, worker: Worker, lockOwners: readonly string[],
 ): Promise<{ id: string; stalls: number }[]> {
   if (lockOwners.length === 0) return [];
   const flat = (await redis.eval(
@@ -55,7 +55,7 @@ export async function releaseLocks(
  * `moved` whether all of them were seen moved.
  */
 export async function handBack(
-  redis: Redis, worker: Worker, lockOwners: readonly string[], timeoutMs = 10_000,
+  redis: RedisClient, worker: Worker, lockOwners: readonly string[], timeoutMs = 10_000,
 ): Promise<{ released: string[]; moved: boolean }> {
   const released = await releaseLocks(redis, worker, lockOwners);
   if (released.length === 0) return { released: [], moved: true };

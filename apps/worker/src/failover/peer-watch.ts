@@ -1,12 +1,17 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { Logger } from 'pino';
-import { WorkerInfo, workerConnectionName, type RedisKeys } from '@chorus/shared';
+import { isCluster, primaries, WorkerInfo, workerConnectionName, type RedisKeys } from '@chorus/shared';
 
 /**
  * After this worker's own connection (re)connects, peers may still be reconnecting (a Redis restart or failover
  * drops every connection): nobody is declared dead until ours has been up this long.
  */
 const RECONNECT_GRACE_MS = 2000;
+/**
+ * On a Cluster, a node failing or the slot map changing (a failover) starts the same grace, a little longer: each
+ * peer learns the new primary from its own slot refresh (every second), up to one refresh after this process.
+ */
+const CLUSTER_CHANGE_GRACE_MS = 3000;
 /**
  * Looks in a row that must miss a peer's connections (one CLIENT LIST can fall between a reconnect's close and
  * open); after a first miss the next look comes CONFIRM_MS later instead of a whole FAILOVER_POLL_MS.
@@ -19,7 +24,7 @@ const CONFIRM_MS = 50;
  */
 const REMEMBER_MS = 60_000;
 
-async function workerInfos(redis: Redis, keys: RedisKeys, ids: string[]): Promise<WorkerInfo[]> {
+async function workerInfos(redis: RedisClient, keys: RedisKeys, ids: string[]): Promise<WorkerInfo[]> {
   if (ids.length === 0) return [];
   const out: WorkerInfo[] = [];
   for (const raw of await redis.mget(ids.map((id) => keys.worker(id)))) {
@@ -30,7 +35,7 @@ async function workerInfos(redis: Redis, keys: RedisKeys, ids: string[]): Promis
 }
 
 export interface PeerWatchOptions {
-  redis: Redis;
+  redis: RedisClient;
   keys: RedisKeys;
   /** REDIS_PREFIX: part of every worker's connection name. */
   prefix: string;
@@ -44,7 +49,7 @@ export interface PeerWatchOptions {
 /**
  * Finds dead peers fast. A worker process that dies (SIGKILL, OOM kill, a crash) keeps its heartbeat for up to
  * three heartbeat intervals and its job locks for up to LOCK_DURATION_MS, but Redis closes its connections at once.
- * So every FAILOVER_POLL_MS this lists Redis's clients (one CLIENT LIST) and the live workers; a peer seen in the
+ * So every FAILOVER_POLL_MS this lists Redis's clients (CLIENT LIST; on a Cluster, of every primary) and the live workers; a peer seen in the
  * registry lately whose named connections (workerConnectionName) are missing from two looks in a row is gone.
  *
  * This does not depend on the peer's event loop: a worker busy on CPU keeps its sockets open, so load cannot make
@@ -66,6 +71,10 @@ export class PeerWatch {
   constructor(options: PeerWatchOptions) {
     this.#o = options;
     options.redis.on('ready', () => (this.#readyAt = Date.now()));
+    if (isCluster(options.redis)) {
+      const changed = () => (this.#readyAt = Date.now() + CLUSTER_CHANGE_GRACE_MS - RECONNECT_GRACE_MS);
+      for (const event of ['+node', '-node', 'node error']) options.redis.on(event, changed);
+    }
   }
 
   start(): void {
@@ -97,20 +106,37 @@ export class PeerWatch {
     clearTimeout(this.#timer);
   }
 
+  /**
+   * The live worker ids and the CLIENT LIST of every primary. The registry first, so a peer that registers meanwhile
+   * has its connection in the lists already. One Redis: one round trip for both (a busy event loop makes every
+   * await cost). A Cluster: a worker's connections are spread over the nodes it talks to (the queue's slot, the
+   * registry's, its streams'), so every primary is listed and a peer is alive if any of them has a connection
+   * with its name. A primary that does not answer fails the look (none is declared dead on part of the picture).
+   */
+  async #registryAndClients(): Promise<[string[], string[]]> {
+    const { redis, keys } = this.#o;
+    if (isCluster(redis)) {
+      const ids = await redis.zrangebyscore(keys.workers(), Date.now(), '+inf');
+      const nodes = primaries(redis);
+      if (nodes.length === 0) throw new Error('no cluster primaries known');
+      return [ids, await Promise.all(nodes.map((n) => n.client('LIST') as Promise<string>))];
+    }
+    const [[idsErr, ids], [listErr, list]] = (await redis.pipeline().zrangebyscore(keys.workers(), Date.now(), '+inf')
+      .client('LIST').exec()) as [[Error | null, string[]], [Error | null, string]];
+    if (idsErr || listErr) throw (idsErr ?? listErr)!;
+    return [ids, [list]];
+  }
+
   /** One look; true when a peer missed it (the next look comes sooner). */
   async #poll(): Promise<boolean> {
     const { redis, keys, prefix, selfId } = this.#o;
     if (redis.status !== 'ready' || Date.now() - this.#readyAt < RECONNECT_GRACE_MS) return false;
-    // One round trip for both (a busy event loop makes every await cost): the registry first, so a peer that
-    // registers meanwhile has its connection in the list already.
-    const [[idsErr, ids], [listErr, list]] = (await redis.pipeline().zrangebyscore(keys.workers(), Date.now(), '+inf')
-      .client('LIST').exec()) as [[Error | null, string[]], [Error | null, string]];
-    if (idsErr || listErr) throw (idsErr ?? listErr)!;
+    const [ids, lists] = await this.#registryAndClients();
     // The infos every time: a peer's lock owners change when one of its rescue workers comes or goes.
     const peers = await workerInfos(redis, keys, ids);
     this.#warned = false;
     const names = new Set<string>();
-    for (const m of list.matchAll(/ name=(\S+)/g)) names.add(m[1]!);
+    for (const list of lists) for (const m of list.matchAll(/ name=(\S+)/g)) names.add(m[1]!);
     const now = Date.now();
     for (const peer of peers) this.#known.set(peer.id, { peer, seenAt: now });
     for (const [id, k] of this.#known) {

@@ -1,5 +1,5 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
@@ -18,7 +18,7 @@ import { StorageSink, type BatchDeps } from '../batch/storage-sink.ts';
 import type { WorkerMetrics } from '../metrics.ts';
 
 export interface SynthesizeDeps {
-  redis: Redis;
+  redis: RedisClient;
   engines: ReadonlyMap<string, TtsEngine>;
   encoders: EncoderPool;
   streamTtlS: number;

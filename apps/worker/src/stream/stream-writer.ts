@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import { decodeRecord, encodeRecord, type StreamRecord } from '@chorus/shared/stream-protocol';
 import type { AudioSink } from './audio-sink.ts';
 
@@ -23,7 +23,7 @@ export interface StreamPosition {
 }
 
 /** Where a (possibly crashed) earlier attempt left the stream. */
-export async function readStreamPosition(redis: Redis, key: string): Promise<StreamPosition> {
+export async function readStreamPosition(redis: RedisClient, key: string): Promise<StreamPosition> {
   const last = await redis.xrevrangeBuffer(key, '+', '-', 'COUNT', 1);
   const entry = last[0];
   if (!entry) return { seq: 0, bytes: 0, finished: false };
@@ -40,7 +40,7 @@ export async function readStreamPosition(redis: Redis, key: string): Promise<Str
  * so the first bytes leave at once and a fast encoder does not cost one round trip per packet.
  */
 export class StreamWriter implements AudioSink {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #key: string;
   readonly #ttlS: number;
   #seq: number;
@@ -63,7 +63,7 @@ export class StreamWriter implements AudioSink {
   firstChunkAt: number | undefined;
   #onFirstChunk: (() => void) | undefined;
 
-  constructor(redis: Redis, key: string, ttlS: number, position: StreamPosition) {
+  constructor(redis: RedisClient, key: string, ttlS: number, position: StreamPosition) {
     this.#redis = redis;
     this.#key = key;
     this.#ttlS = ttlS;

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@chorus/shared';
 import type { Job } from 'bullmq';
 import { ERRORS } from '@chorus/shared';
 import { readStreamPosition, StreamWriter } from './stream-writer.ts';
@@ -12,7 +12,7 @@ const CRASH_LIMIT = /started more than allowable limit|stalled more than allowab
  * on its next pickup, or a payload too broken to parse. Without it the client would wait for a record that
  * never comes.
  */
-export async function terminateStream(redis: Redis, job: Job, err: Error, ttlS: number): Promise<boolean> {
+export async function terminateStream(redis: RedisClient, job: Job, err: Error, ttlS: number): Promise<boolean> {
   const key = (job.data as { streamKey?: unknown } | undefined)?.streamKey;
   if (typeof key !== 'string' || key.length === 0) return false;
   const position = await readStreamPosition(redis, key);
