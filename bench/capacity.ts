@@ -17,7 +17,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { defaultWorkerConcurrency } from '@chorus/shared';
-import { DEFAULT_ASSUMPTIONS, at, firstBottleneck, perReplica, plan, type Linear, type MeasuredInputs } from './lib/capacity-model.ts';
+import { DEFAULT_ASSUMPTIONS, firstBottleneck, perReplica, plan, type Linear, type MeasuredInputs } from './lib/capacity-model.ts';
 import { rampCurve, simulateAutoscaling } from './lib/autoscale-sim.ts';
 import { AGENT, speech, speechBody, type SpeechResult } from './lib/http-client.ts';
 import { closedLoop, sleep } from './lib/load.ts';
@@ -36,7 +36,7 @@ function arg(name: string): string | undefined {
 
 const MB = 2 ** 20;
 const N = QUICK
-  ? { idleMs: 2000, small: 30, large: 6, streams: 40, espeak: 8, bench: 8 }
+  ? { idleMs: 1500, small: 20, large: 4, streams: 30, espeak: 4, bench: 4 }
   : { idleMs: 8000, small: 300, large: 40, streams: 400, espeak: 64, bench: 64 };
 const SMALL_TEXT = 'Hi.';
 const LARGE_TEXT = textOfLength(600);
@@ -136,7 +136,8 @@ export async function runCapacity() {
   if (targetArg && !(targetArg.streams >= 0 && targetArg.rps >= 0)) throw new Error('--streams and --rps take numbers ≥ 0');
   const stack = await BenchStack.start({
     workers: 1,
-    workerEnv: { ENGINES: 'bench', BENCH_ENGINE_DELAY_MS: '20', WORKER_CONCURRENCY: '256', STREAM_TTL_S: '120' },
+    // The default heartbeat (BenchStack's 500 ms would overstate the idle Redis load).
+    workerEnv: { ENGINES: 'bench', BENCH_ENGINE_DELAY_MS: '20', WORKER_CONCURRENCY: '256', STREAM_TTL_S: '120', HEARTBEAT_INTERVAL_MS: '2000' },
   });
   try {
     // --- relay phases on the bench engine (its audio costs no CPU) ---
@@ -231,14 +232,18 @@ export async function runCapacity() {
     const inputs: MeasuredInputs = {
       reference: { chars: PARAGRAPH_300.length, format: 'mp3', mbPerRequest: refMB, audioSeconds },
       redis: {
-        commands: fit(pSmall.commands, smallMB, pLarge.commands, largeMB),
-        netInBytes: fit(pSmall.netIn, smallMB, pLarge.netIn, largeMB),
-        netOutBytes: fit(pSmall.netOut, smallMB, pLarge.netOut, largeMB),
-        cpuMs: fit(pSmall.redisCpuMs, smallMB, pLarge.redisCpuMs, largeMB),
+        perRequest: { commands: pEspeak.commands, netInBytes: pEspeak.netIn, netOutBytes: pEspeak.netOut, cpuMs: pEspeak.redisCpuMs },
+        fit: {
+          commands: fit(pSmall.commands, smallMB, pLarge.commands, largeMB),
+          netInBytes: fit(pSmall.netIn, smallMB, pLarge.netIn, largeMB),
+          netOutBytes: fit(pSmall.netOut, smallMB, pLarge.netOut, largeMB),
+          cpuMs: fit(pSmall.redisCpuMs, smallMB, pLarge.redisCpuMs, largeMB),
+        },
         queueShare: pEspeak.queueShare,
         idleCpuMsPerSPerProcess: idle.cpuMs.redis / idle.wallS / idleProcesses,
       },
       api: {
+        cpuMsPerRequest: pEspeak.apiCpuMs,
         cpuMs: fit(pSmall.apiCpuMs, smallMB, pLarge.apiCpuMs, largeMB),
         rssMBPerStream: (peakRssMB - idleRssMB) / peakOpen,
         idleRssMB,
@@ -247,28 +252,19 @@ export async function runCapacity() {
       workerStartS: median(stack.workerStartMs) / 1000,
     };
 
-    printTable('Measured inputs (this run)', ['input', 'per request', 'per MB relayed', 'note'], [
-      ['Redis commands', inputs.redis.commands.perRequest, inputs.redis.commands.perMB, `small ${round(pSmall.commands, 1)}, large ${round(pLarge.commands, 1)} (${round(largeMB, 2)} MB)`],
-      ['Redis bytes in', inputs.redis.netInBytes.perRequest, inputs.redis.netInBytes.perMB, 'total_net_input_bytes'],
-      ['Redis bytes out', inputs.redis.netOutBytes.perRequest, inputs.redis.netOutBytes.perMB, 'total_net_output_bytes'],
-      ['Redis CPU ms', inputs.redis.cpuMs.perRequest, inputs.redis.cpuMs.perMB, `idle ${round(inputs.redis.idleCpuMsPerSPerProcess, 2)} ms/s per process`],
-      ['API CPU ms', inputs.api.cpuMs.perRequest, inputs.api.cpuMs.perMB, `${round(largeMB, 2)} MB pcm requests`],
-      ['API RSS MB per open stream', round(inputs.api.rssMBPerStream, 3), '', `${peakOpen} streams, idle ${round(idleRssMB)} MB, peak ${round(peakRssMB)} MB`],
-      ['espeak worker jobs/s', round(espeakW.jobsPerS, 2), '', `${espeakSlots} slots, ${round(espeakW.cpuMsPerJob)} ms CPU per job (with espeak-ng/ffmpeg)`],
-      ['bench worker jobs/s', round(benchW.jobsPerS, 2), '', `${BENCH_SLOTS} slots, ${BENCH_DELAY_MS} ms per segment, ${round(benchW.cpuMsPerJob)} ms CPU per job`],
-      ['worker start s', round(inputs.workerStartS, 2), '', `spawn to first heartbeat, ${stack.workerStartMs.length} workers`],
-    ]);
-    const refModel = {
-      commands: at(inputs.redis.commands, refMB), netIn: at(inputs.redis.netInBytes, refMB),
-      netOut: at(inputs.redis.netOutBytes, refMB), redisCpuMs: at(inputs.redis.cpuMs, refMB), apiCpuMs: at(inputs.api.cpuMs, refMB),
-    };
-    printTable(`Reference request (${PARAGRAPH_300.length}-char mp3, ${round(refMB * 1024)} KB): fitted model vs measured directly`, ['figure', 'model', 'measured'], [
-      ['Redis commands', refModel.commands, pEspeak.commands],
-      ['Redis bytes in', refModel.netIn, pEspeak.netIn],
-      ['Redis bytes out', refModel.netOut, pEspeak.netOut],
-      ['Redis CPU ms', refModel.redisCpuMs, pEspeak.redisCpuMs],
-      ['API CPU ms', refModel.apiCpuMs, pEspeak.apiCpuMs],
-    ]);
+    const f = inputs.redis.fit;
+    printTable(`Measured inputs (this run); reference request: ${PARAGRAPH_300.length}-char mp3 through espeak-ng, ${round(refMB * 1024)} KB, ${round(audioSeconds, 1)} s of audio`,
+      ['input', 'reference request', 'fit: per request', 'fit: per MB', 'note'], [
+        ['Redis commands', pEspeak.commands, f.commands.perRequest, f.commands.perMB, `pcm fit: ${round(smallMB * 1024, 1)} KB and ${round(largeMB, 2)} MB requests`],
+        ['Redis bytes in', pEspeak.netIn, f.netInBytes.perRequest, f.netInBytes.perMB, 'total_net_input_bytes'],
+        ['Redis bytes out', pEspeak.netOut, f.netOutBytes.perRequest, f.netOutBytes.perMB, 'total_net_output_bytes'],
+        ['Redis CPU ms', pEspeak.redisCpuMs, f.cpuMs.perRequest, f.cpuMs.perMB, `idle: ${round(inputs.redis.idleCpuMsPerSPerProcess, 2)} ms/s per process`],
+        ['API CPU ms', pEspeak.apiCpuMs, inputs.api.cpuMs.perRequest, inputs.api.cpuMs.perMB, ''],
+        ['API RSS MB per open stream', round(inputs.api.rssMBPerStream, 3), '', '', `${peakOpen} streams, idle ${round(idleRssMB)} MB, peak ${round(peakRssMB)} MB`],
+        ['espeak worker jobs/s', round(espeakW.jobsPerS, 2), '', '', `${espeakSlots} slots, ${round(espeakW.cpuMsPerJob)} ms CPU per job (with espeak-ng/ffmpeg)`],
+        ['bench worker jobs/s', round(benchW.jobsPerS, 2), '', '', `${BENCH_SLOTS} slots, ${BENCH_DELAY_MS} ms per segment, ${round(benchW.cpuMsPerJob)} ms CPU per job`],
+        ['worker start s', round(inputs.workerStartS, 2), '', '', `spawn to first heartbeat, median of ${stack.workerStartMs.length}`],
+      ]);
     const top = Object.entries(pEspeak.byCommand).sort((a, b) => b[1] - a[1]).slice(0, 10);
     console.log(`Redis commands per reference request: ${top.map(([c, n]) => `${c} ${round(n, 1)}`).join(', ')}; queue (non-stream) share of command time ${round(pEspeak.queueShare * 100)}%`);
 
@@ -323,7 +319,7 @@ export async function runCapacity() {
         bench: { rps: benchW.jobsPerS, workerCpuMsPerJob: benchW.cpuMsPerJob },
         workerStartMs: stack.workerStartMs.map((x) => round(x)),
       },
-      reference: { model: refModel, measured: pEspeak },
+      reference: { measured: pEspeak },
       assumptions: a,
       perReplica: cap,
       plans,

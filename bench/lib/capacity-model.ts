@@ -12,20 +12,26 @@ export interface Linear {
 
 export const at = (c: Linear, mb: number): number => c.perRequest + c.perMB * mb;
 
+export interface RedisCost {
+  commands: number;
+  netInBytes: number;
+  netOutBytes: number;
+  cpuMs: number;
+}
+
 export interface MeasuredInputs {
-  /** The request the targets count: its audio bytes decide the per-MB parts. */
+  /** The request the targets count (measured directly: its chunking and job length differ from the fit's pcm). */
   reference: { chars: number; format: string; mbPerRequest: number; audioSeconds: number };
   redis: {
-    commands: Linear;
-    netInBytes: Linear;
-    netOutBytes: Linear;
-    cpuMs: Linear;
+    perRequest: RedisCost;
+    /** How the costs grow with the audio relayed (pcm of two sizes): for other formats and lengths. */
+    fit: { [K in keyof RedisCost]: Linear };
     /** Share of Redis command time spent on queue (non-stream) commands: the part Cluster cannot spread. */
     queueShare: number;
     /** Redis CPU ms per second that one idle API or worker process causes (heartbeats, blocking polls). */
     idleCpuMsPerSPerProcess: number;
   };
-  api: { cpuMs: Linear; rssMBPerStream: number; idleRssMB: number };
+  api: { cpuMsPerRequest: number; cpuMs: Linear; rssMBPerStream: number; idleRssMB: number };
   workers: Record<string, { slots: number; jobsPerS: number; cpuMsPerJob: number }>;
   workerStartS: number;
 }
@@ -62,24 +68,24 @@ export interface Plan {
 
 /** Requests per second one replica of each part carries of the reference request, at the planned utilisation. */
 export function perReplica(m: MeasuredInputs, a: Assumptions = DEFAULT_ASSUMPTIONS) {
-  const mb = m.reference.mbPerRequest;
+  const r = m.redis.perRequest;
   const workers: Record<string, number> = {};
   for (const [engine, w] of Object.entries(m.workers)) workers[engine] = w.jobsPerS * a.utilisation;
   return {
-    apiRps: (a.apiCores * 1000 * a.utilisation) / at(m.api.cpuMs, mb),
+    apiRps: (a.apiCores * 1000 * a.utilisation) / m.api.cpuMsPerRequest,
     apiStreams: ((a.apiMemoryMB - m.api.idleRssMB) * a.utilisation) / m.api.rssMBPerStream,
     workers,
     redisRps: Math.min(
-      (a.redisCores * 1000 * a.utilisation) / at(m.redis.cpuMs, mb),
-      (a.redisNetMBps * 2 ** 20 * a.utilisation) / (at(m.redis.netInBytes, mb) + at(m.redis.netOutBytes, mb)),
+      (a.redisCores * 1000 * a.utilisation) / r.cpuMs,
+      (a.redisNetMBps * 2 ** 20 * a.utilisation) / (r.netInBytes + r.netOutBytes),
     ),
     /** Past this the queue commands alone fill a node: more replicas or Cluster shards do not help. */
-    queueCeilingRps: (a.redisCores * 1000) / (at(m.redis.cpuMs, mb) * m.redis.queueShare),
+    queueCeilingRps: (a.redisCores * 1000) / (r.cpuMs * m.redis.queueShare),
   };
 }
 
 export function plan(m: MeasuredInputs, streams: number, rps: number, a: Assumptions = DEFAULT_ASSUMPTIONS): Plan {
-  const mb = m.reference.mbPerRequest;
+  const r = m.redis.perRequest;
   const cap = perReplica(m, a);
   const apiByCpu = Math.ceil(rps / cap.apiRps);
   const apiByMemory = Math.ceil(streams / cap.apiStreams);
@@ -88,8 +94,8 @@ export function plan(m: MeasuredInputs, streams: number, rps: number, a: Assumpt
   for (const [engine, perS] of Object.entries(cap.workers)) workers[engine] = Math.max(1, Math.ceil(rps / perS));
   // Redis CPU: the requests, plus the idle polling of every process (the largest worker fleet of the engines).
   const processes = apiReplicas + Math.max(...Object.values(workers));
-  const cpuMsPerS = rps * at(m.redis.cpuMs, mb) + processes * m.redis.idleCpuMsPerSPerProcess;
-  const mbPerS = (rps * (at(m.redis.netInBytes, mb) + at(m.redis.netOutBytes, mb))) / 2 ** 20;
+  const cpuMsPerS = rps * r.cpuMs + processes * m.redis.idleCpuMsPerSPerProcess;
+  const mbPerS = (rps * (r.netInBytes + r.netOutBytes)) / 2 ** 20;
   const byCpu = Math.ceil(cpuMsPerS / (a.redisCores * 1000 * a.utilisation));
   const byNet = Math.ceil(mbPerS / (a.redisNetMBps * a.utilisation));
   return {
@@ -98,8 +104,8 @@ export function plan(m: MeasuredInputs, streams: number, rps: number, a: Assumpt
     workers,
     redis: {
       nodes: Math.max(1, byCpu, byNet), byCpu, byNet, bound: byNet > byCpu ? 'network' : 'cpu',
-      commandsPerS: rps * at(m.redis.commands, mb), mbPerS, cpuCores: cpuMsPerS / 1000,
-      queueNodeUtilisation: (rps * at(m.redis.cpuMs, mb) * m.redis.queueShare) / (a.redisCores * 1000),
+      commandsPerS: rps * r.commands, mbPerS, cpuCores: cpuMsPerS / 1000,
+      queueNodeUtilisation: (rps * r.cpuMs * m.redis.queueShare) / (a.redisCores * 1000),
     },
   };
 }
