@@ -47,7 +47,7 @@ describe('bench/capacity.ts', () => {
       workers: m.workers, workerStartS: m.workerStartS,
     };
     const figures = numbers(used);
-    expect(figures.length).toBeGreaterThanOrEqual(25);
+    expect(figures.length).toBeGreaterThanOrEqual(24);
     for (const [name, v] of figures) expect(v, name).toBeGreaterThan(0);
     expect(Object.keys(m.workers).sort()).toEqual(['bench', 'espeak']);
     expect(m.redis.queueShare).toBeLessThan(1);

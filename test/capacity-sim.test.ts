@@ -42,6 +42,8 @@ describe('simulateAutoscaling', () => {
     expect(fixed.every((r) => r.ready === 1)).toBe(true);
     // 40 jobs/s against 5: the backlog of the peak takes far longer than the run to clear.
     expect(maxWait(fixed)).toBeGreaterThan(600);
+    expect(fixed.at(-1)!.unfinished).toBe(true);
+    expect(scaled.some((r) => r.unfinished)).toBe(false);
     expect(Math.max(...fixed.map((r) => r.queued))).toBeGreaterThan(10_000);
 
     expect(maxWait(scaled)).toBeLessThan(base.pollingIntervalS + base.startDelayS + 30);

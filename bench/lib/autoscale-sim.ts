@@ -44,8 +44,10 @@ export interface SimRow {
   queued: number;
   /** Jobs waiting + running: the scaler's metric. */
   metric: number;
-  /** Wait of the work arriving at t until a slot starts it (s); Infinity if it had not started when the run ended. */
+  /** Wait of the work arriving at t until a slot starts it (s); if it had not started when the run ended, the time
+   * to the end (a lower bound, flagged by `unfinished`). */
   waitS: number;
+  unfinished: boolean;
 }
 
 /** HPA's formula for an AverageValue metric: ceil(metric / target), clamped; unchanged within the tolerance. */
@@ -69,7 +71,7 @@ export function simulateAutoscaling(p: AutoscaleParams): SimRow[] {
   let running = 0;
   const arrived: number[] = [0];
   const started: number[] = [0];
-  const rows: Omit<SimRow, 'waitS'>[] = [];
+  const rows: Omit<SimRow, 'waitS' | 'unfinished'>[] = [];
   for (let i = 0; i < steps; i++) {
     const t = i * dt;
     while (starting.length && starting[0]! <= t) {
@@ -110,7 +112,8 @@ export function simulateAutoscaling(p: AutoscaleParams): SimRow[] {
   for (let i = 0; i < rows.length; i++) {
     const need = arrived[i + 1]! - 1e-9;
     while (j < rows.length && started[j + 1]! < need) j++;
-    out.push({ ...rows[i]!, waitS: j < rows.length ? Math.max(0, (j - i) * dt) : Number.POSITIVE_INFINITY });
+    const unfinished = j >= rows.length;
+    out.push({ ...rows[i]!, waitS: Math.max(0, (Math.min(j, rows.length) - i) * dt), unfinished });
   }
   return out;
 }
