@@ -101,8 +101,8 @@ async function measure(stack: BenchStack, run: () => Promise<void>): Promise<Del
 
 /**
  * The relay's commands: stream commands, and the MULTI/EXPIRE/EXEC each chunk's XADD is wrapped in
- * (stream-writer.ts). The rest is the queue (BullMQ's scripts), admission and heartbeats: one engine's queue keys
- * share a hash slot, so that part stays on one node. Commands a script calls are counted both in EVALSHA's time and
+ * (stream-writer.ts). The rest is the queue (BullMQ's scripts), admission and heartbeats: every queue's keys
+ * share the `{prefix}` hash slot, so that part stays on one node. Commands a script calls are counted both in EVALSHA's time and
  * on their own, which overstates the queue share (the safe side).
  */
 const RELAY_COMMANDS = /^(x[a-z]+|multi|exec|expire|pexpire)$/;

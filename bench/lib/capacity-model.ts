@@ -26,7 +26,7 @@ export interface MeasuredInputs {
     perRequest: RedisCost;
     /** How the costs grow with the audio relayed (pcm of two sizes): for other formats and lengths. */
     fit: { [K in keyof RedisCost]: Linear };
-    /** Share of Redis command time spent on queue (non-stream) commands: the part Cluster cannot spread. */
+    /** Share of Redis command time spent on queue (non-relay) commands: the part Cluster cannot spread. */
     queueShare: number;
     /** Redis CPU ms per second that one idle API or worker process causes (heartbeats, blocking polls). */
     idleCpuMsPerSPerProcess: number;
@@ -61,7 +61,7 @@ export interface Plan {
   redis: {
     nodes: number; byCpu: number; byNet: number; bound: 'cpu' | 'network';
     commandsPerS: number; mbPerS: number; cpuCores: number;
-    /** The queue part must fit one node (one engine's BullMQ keys share a hash slot); utilisation of that node by it. */
+    /** The queue part must fit one node (every BullMQ queue shares the `{prefix}` hash slot); its use of that node. */
     queueNodeUtilisation: number;
   };
 }
