@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { desiredReplicas, rampCurve, simulateAutoscaling, type AutoscaleParams } from '../bench/lib/autoscale-sim.ts';
+import { firstBottleneck, perReplica, plan, type MeasuredInputs } from '../bench/lib/capacity-model.ts';
 
 /*
  * The autoscaling simulation behind docs/scaling.md: HPA's formula, and a ramp that one worker cannot carry. Without
@@ -66,5 +67,42 @@ describe('simulateAutoscaling', () => {
     // A long start delay costs wait: the peak backlog waits longer than with 15 s.
     const maxWait = (r: typeof rows) => Math.max(...r.map((x) => x.waitS));
     expect(maxWait(rows)).toBeGreaterThan(maxWait(simulateAutoscaling(base)));
+  });
+});
+
+describe('capacity model (bench/lib/capacity-model.ts)', () => {
+  // Round figures so the arithmetic can be checked by hand (u = 0.7, API 1 core / 512 MB, Redis 1 core / 119 MiB/s).
+  const m: MeasuredInputs = {
+    reference: { chars: 300, format: 'mp3', mbPerRequest: 0.125, audioSeconds: 16 },
+    redis: {
+      perRequest: { commands: 100, netInBytes: 150_000, netOutBytes: 130_000, cpuMs: 5 },
+      fit: { commands: { perRequest: 80, perMB: 60 }, netInBytes: { perRequest: 5000, perMB: 2 ** 20 }, netOutBytes: { perRequest: 1500, perMB: 2 ** 20 }, cpuMs: { perRequest: 1, perMB: 8 } },
+      queueShare: 0.2,
+      idleCpuMsPerSPerProcess: 2,
+    },
+    api: { cpuMsPerRequest: 10, cpuMs: { perRequest: 4, perMB: 13 }, rssMBPerStream: 0.07, idleRssMB: 162 },
+    workers: { espeak: { slots: 8, jobsPerS: 2, cpuMsPerJob: 400 } },
+    workerStartS: 2,
+  };
+
+  it('sizes each part by ceil(load / (utilisation × one replica))', () => {
+    const cap = perReplica(m);
+    expect(cap.apiRps).toBeCloseTo(70); // 700 ms of CPU per second / 10 ms
+    expect(cap.apiStreams).toBeCloseTo(3500); // (512 − 162) × 0.7 / 0.07
+    expect(cap.workers.espeak).toBeCloseTo(1.4);
+    expect(cap.redisRps).toBeCloseTo(140); // CPU: 700 / 5 (network would allow ~306)
+    expect(cap.queueCeilingRps).toBeCloseTo(1000); // 1000 / (5 × 0.2)
+
+    const p = plan(m, 4000, 100);
+    expect(p.api).toMatchObject({ byCpu: 2, byMemory: 2, replicas: 2 });
+    expect(p.workers.espeak).toBe(72); // ceil(100 / 1.4)
+    // Redis CPU: 100 × 5 ms + (2 API + 72 workers) × 2 ms idle = 648 ms/s → 1 node at 0.7
+    expect(p.redis).toMatchObject({ byCpu: 1, nodes: 1, commandsPerS: 10_000 });
+    expect(p.redis.queueNodeUtilisation).toBeCloseTo(0.1);
+    expect(plan(m, 10, 300).redis.nodes).toBe(3); // 1500 + idle ≈ 1.9 cores → ceil(/0.7) = 3
+    expect(plan(m, 10_000, 1).api).toMatchObject({ replicas: 3, bound: 'memory' });
+
+    expect(firstBottleneck(m, 'espeak').first.part).toBe('espeak worker');
+    expect(firstBottleneck({ ...m, workers: { espeak: { slots: 8, jobsPerS: 500, cpuMsPerJob: 1 } } }, 'espeak').first.part).toBe('API CPU');
   });
 });
