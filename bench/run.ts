@@ -5,12 +5,13 @@
  *   npm run bench                      # everything (≈ 6–8 minutes on 2 cores, plus batch: 16 min on a busy machine)
  *   npm run bench -- --quick           # smoke run: a few requests each, numbers not meaningful
  *   npm run bench -- --wait-quiet      # first wait (up to 20 min) for the 1-min load average to drop below 1.0
- *   npm run bench -- overhead fanout   # only these (names: overhead input-length concurrency fanout worker-scaling backlog admission batch failover naive profile)
+ *   npm run bench -- overhead fanout   # only these (names: overhead input-length concurrency fanout worker-scaling backlog admission batch failover naive capacity profile)
  */
 import { loadavg } from 'node:os';
 import { runAdmission } from './admission.ts';
 import { runBacklog } from './backlog.ts';
 import { runBatch } from './batch.ts';
+import { runCapacity } from './capacity.ts';
 import { renderChart } from './chart.ts';
 import { runConcurrency } from './concurrency.ts';
 import { runFanout } from './fanout.ts';
@@ -35,6 +36,9 @@ const ALL = {
   failover: runFailover,
   // Issue 12: Chorus with its default settings against espeak-ng piped into a fresh ffmpeg per request.
   naive: () => runNaive(),
+  // Issue 14: the capacity model's inputs (Redis per request, API per MB and stream, workers per engine), its plan
+  // for a few targets and an autoscaling simulation; --streams N --rps M plans a target of your own.
+  capacity: runCapacity,
   // Last: a CPU profile of the API and worker under the overhead benchmark's heaviest service case.
   profile: () => runProfile('pcm'),
 } as const;

@@ -43,6 +43,8 @@ export class BenchStack {
   readonly api: Child;
   readonly baseUrl: string;
   readonly workers: Child[] = [];
+  /** Per addWorkers call: ms from spawning its workers until all of them heartbeat (process start to ready). */
+  readonly workerStartMs: number[] = [];
   readonly #workerEnv: Record<string, string>;
   readonly #queues = new Map<string, Queue>();
 
@@ -97,6 +99,7 @@ export class BenchStack {
 
   /** Starts `n` more workers and waits until all of them heartbeat (and the API has seen them). */
   async addWorkers(n: number, extraEnv: Record<string, string> = {}): Promise<void> {
+    const t0 = performance.now();
     for (let i = 0; i < n; i++) {
       this.workers.push(startChild(process.execPath, nodeArgs(WORKER_MAIN), { ...this.#workerEnv, ...extraEnv }, ROOT));
     }
@@ -106,6 +109,7 @@ export class BenchStack {
       if (dead || Date.now() > deadline) throw new Error(`workers did not start:\n${(dead ?? this.workers[0]!).output()}`);
       await new Promise((r) => setTimeout(r, 100));
     }
+    this.workerStartMs.push(performance.now() - t0);
     // The API caches the live-worker set for about a second.
     await new Promise((r) => setTimeout(r, 1200));
   }
