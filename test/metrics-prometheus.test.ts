@@ -129,8 +129,13 @@ describe.skipIf(!HAS_PROMETHEUS)('Prometheus scraping the API and a worker', () 
   });
 
   it('exports queue depth by engine and state from the API, and active streams', async () => {
+    // One series per lane and state: a batch pool scales on its own lane's backlog (deploy/kubernetes).
     const r = await prom.until('chorus_queue_jobs{engine="espeak"}', (x) => x.length > 0);
-    expect(r.map((s) => s.metric.state).sort()).toEqual(['active', 'delayed', 'prioritized', 'waiting']);
+    for (const lane of ['realtime', 'batch']) {
+      expect(r.filter((s) => s.metric.lane === lane).map((s) => s.metric.state).sort(), lane)
+        .toEqual(['active', 'delayed', 'prioritized', 'waiting']);
+    }
+    expect(r).toHaveLength(8);
     expect(r.every((s) => s.metric.job === 'chorus-api' && s.value === 0)).toBe(true);
     expect(single(await prom.query('chorus_active_streams'))).toBe(0);
   });
