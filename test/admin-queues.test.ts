@@ -258,6 +258,37 @@ describe('/admin/queues and RATE_LIMIT_PER_MIN', () => {
       await stack.stop();
     }
   });
+
+  it('a signed-in session polls freely; guesses at the admin key spend the budget and are stopped', async () => {
+    const stack = await startStack({
+      redisUrl: inject('redisUrl'), workers: 0, apiEnv: { ADMIN_API_KEY: ADMIN, RATE_LIMIT_PER_MIN: '3' },
+    });
+    try {
+      const signIn = (key: string) => fetch(`${stack.baseUrl}/admin/login`, {
+        method: 'POST', redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ key }).toString(),
+      });
+      const ok = await signIn(ADMIN); // spends 1 of 3: it is not yet the admin's
+      expect(ok.status).toBe(303);
+      const cookie = { cookie: ok.headers.get('set-cookie')!.split(';')[0]! };
+      for (let i = 0; i < 5; i++) {
+        expect((await fetch(`${stack.baseUrl}/admin/queues/api/queues`, { headers: cookie })).status, `poll ${i}`).toBe(200);
+      }
+      // Wrong keys, by form and by Bearer, and a forged cookie: counted, then refused with 429 before any check.
+      const guesses = [
+        (await signIn('sk-guess-1')).status,
+        (await fetch(`${stack.baseUrl}/admin/queues/api/queues`, { headers: bearer('sk-guess-2') })).status,
+        (await fetch(`${stack.baseUrl}/admin/queues/api/queues`, { headers: { cookie: 'chorus_admin=9999999999999.forged' } })).status,
+        (await signIn(ADMIN)).status,
+      ];
+      expect(guesses).toEqual([401, 401, 429, 429]);
+      // The real session still works, whatever the address's budget.
+      expect((await fetch(`${stack.baseUrl}/admin/queues/api/queues`, { headers: cookie })).status).toBe(200);
+    } finally {
+      await stack.stop();
+    }
+  });
 });
 
 describe('/admin/queues with Redis down', () => {

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin';
+import { fastifyCookie } from '@fastify/cookie';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ChorusError, type ApiConfig } from '@chorus/shared';
 import type { ClientIdentity } from '../services/client-identity.ts';
@@ -74,6 +75,23 @@ export const authPlugin = fp<{ publicDiscovery: boolean; metricsAuth: ApiConfig[
 
 /** The admin session cookie (routes/admin.ts sets it at login, signed with ClientIdentity.adminCookieSecret). */
 export const ADMIN_COOKIE = 'chorus_admin';
+
+/**
+ * Whether a request carries the admin's credentials: the admin key as Bearer, or a session cookie whose signature
+ * holds and whose end has not passed. For hooks outside the admin routes (the rate limit), where the cookie plugin
+ * is not registered.
+ */
+export function hasAdminCredentials(identity: ClientIdentity, request: FastifyRequest): boolean {
+  const token = bearer(request);
+  if (token) return identity.match(token)?.role === 'admin';
+  const secret = identity.adminCookieSecret();
+  const header = request.headers.cookie;
+  if (!secret || !header) return false;
+  const value = fastifyCookie.parse(header)[ADMIN_COOKIE];
+  if (!value) return false;
+  const session = fastifyCookie.unsign(value, secret);
+  return session.valid && Number(session.value) > Date.now();
+}
 
 /**
  * The admin routes' check: `Authorization: Bearer <ADMIN_API_KEY>` or a signed, unexpired session cookie.

@@ -1,16 +1,15 @@
 import fp from 'fastify-plugin';
 import rateLimit from '@fastify/rate-limit';
 import { ChorusError } from '@chorus/shared';
+import { hasAdminCredentials } from './auth.ts';
 
 /**
  * Probes and scrapes must keep working for a client that is over its limit. /admin/*: the operator's dashboard
- * polls and must not spend (nor be stopped by) the budget of the clients behind the same address.
+ * polls and must not spend (nor be stopped by) the budget of the clients behind the same address — once it has
+ * the admin's credentials. Sign-in attempts and wrong keys count like any request, so the admin key cannot be
+ * guessed at an unlimited rate.
  */
 const EXEMPT_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
-const exempt = (url: string) => {
-  const path = url.split('?')[0] ?? '';
-  return EXEMPT_PATHS.has(path) || path === '/admin' || path.startsWith('/admin/');
-};
 
 /**
  * RATE_LIMIT_PER_MIN per client per minute, counted in Redis (@fastify/rate-limit's RedisStore) so every API
@@ -30,7 +29,11 @@ export const rateLimitPlugin = fp<{ perMinute: number }>(
       // A key the auth plugin verified, else the client address: an unknown Bearer value never gets a budget.
       // Should the identity secret be out of reach (Redis down), the address: the store then fails and steps aside.
       keyGenerator: (request) => app.identity.clientId(request).catch(() => `ip:${request.ip}`),
-      allowList: (request) => exempt(request.url),
+      allowList: (request) => {
+        const path = request.url.split('?')[0] ?? '';
+        if (EXEMPT_PATHS.has(path)) return true;
+        return (path === '/admin' || path.startsWith('/admin/')) && hasAdminCredentials(app.identity, request);
+      },
       // Our own `retry-after` / `retry-after-ms` come from the error (sendError); keep the X-RateLimit-* ones.
       addHeaders: { 'retry-after': false },
       errorResponseBuilder: (_request, context) =>

@@ -104,7 +104,13 @@ export const adminRoutes: FastifyPluginAsync = async (app) => {
   });
 
   await app.register(async (guarded) => {
-    guarded.addHook('onRequest', adminGuard(identity));
+    // preParsing, not onRequest: the rate limit's hook is a route-level onRequest, which runs after context
+    // hooks; checked here, every refused guess has been counted against its address first.
+    const guard = adminGuard(identity);
+    guarded.addHook('preParsing', async (request, reply, payload) => {
+      await guard(request, reply);
+      return payload;
+    });
     guarded.addHook('onSend', async (request, reply, payload) => {
       reply.header('content-security-policy', DASHBOARD_CSP);
       reply.header('x-content-type-options', 'nosniff');
