@@ -1,6 +1,6 @@
-import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { EventSourceMessage } from 'eventsource-parser';
+import { parseSse, readSomeSse } from './helpers/sse.ts';
 import { startStack, postJson, type Stack } from './helpers/stack.ts';
 import { decodedDuration, probe } from './helpers/audio.ts';
 
@@ -19,33 +19,10 @@ afterAll(async () => {
 
 /** Reads a whole SSE response with eventsource-parser; also returns the raw text. */
 async function readSse(res: Response): Promise<{ events: EventSourceMessage[]; text: string }> {
-  const events: EventSourceMessage[] = [];
-  const parser = createParser({ onEvent: (e) => events.push(e) });
   const text = await res.text();
-  parser.feed(text);
-  return { events, text };
+  return { events: parseSse(text), text };
 }
 
-/** POSTs, reads `count` SSE events, then drops the connection (socket destroyed, as a vanished client). */
-function readSomeSse(url: string, body: unknown, count: number): Promise<EventSourceMessage[]> {
-  return new Promise((resolve, reject) => {
-    const events: EventSourceMessage[] = [];
-    const parser = createParser({ onEvent: (e) => events.push(e) });
-    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        parser.feed(chunk);
-        if (events.length >= count) {
-          req.destroy();
-          resolve(events.slice(0, count));
-        }
-      });
-      res.on('end', () => resolve(events));
-    });
-    req.on('error', (err) => (events.length >= count ? undefined : reject(err)));
-    req.end(JSON.stringify(body));
-  });
-}
 
 function sameWavModuloSizes(a: Buffer, b: Buffer): boolean {
   const norm = (x: Buffer) => {

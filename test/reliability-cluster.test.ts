@@ -1,10 +1,9 @@
-import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { parseSse, readSomeSse } from './helpers/sse.ts';
 import { spawnApi, startStack, type Stack } from './helpers/stack.ts';
 import { startRedisCluster, type RedisClusterSet } from './helpers/redis-cluster.ts';
 import { freePort } from './helpers/redis-server.ts';
@@ -66,33 +65,6 @@ afterAll(async () => {
 async function sdkRaw(client: OpenAI, input: string, format: 'mp3' | 'pcm' = 'mp3'): Promise<Buffer> {
   const res = await client.audio.speech.create({ model: 'tts-1', voice: 'alloy', input, response_format: format });
   return Buffer.from(await res.arrayBuffer());
-}
-
-function parseSse(text: string): EventSourceMessage[] {
-  const events: EventSourceMessage[] = [];
-  createParser({ onEvent: (e) => events.push(e) }).feed(text);
-  return events;
-}
-
-/** POSTs, reads `count` SSE events, then drops the connection (as a client whose network went away). */
-function readSomeSse(url: string, body: unknown, count: number): Promise<EventSourceMessage[]> {
-  return new Promise((resolve, reject) => {
-    const events: EventSourceMessage[] = [];
-    const parser = createParser({ onEvent: (e) => events.push(e) });
-    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        parser.feed(chunk);
-        if (events.length >= count) {
-          req.destroy();
-          resolve(events.slice(0, count));
-        }
-      });
-      res.on('end', () => resolve(events));
-    });
-    req.on('error', (err) => (events.length >= count ? undefined : reject(err)));
-    req.end(JSON.stringify(body));
-  });
 }
 
 interface Outcome {

@@ -77,12 +77,15 @@ function maxGap(at: number[]): number {
   return g;
 }
 
-describe('worker SIGKILL mid-stream (2 workers, 12 concurrent streams)', () => {
+/**
+ * Two workers with the long locks above, started and stopped around the enclosing describe. This measures crash
+ * recovery, not admission: on a loaded machine the last of the long jobs can wait past the default QUEUE_TIMEOUT_S,
+ * so the queue timeout is out of the way. Two slots per worker (not the per-core default), so a victim fills all of
+ * its slots with the streams a test starts before the kill.
+ */
+function crashStack(): () => Stack {
   let stack: Stack;
   beforeAll(async () => {
-    // This measures crash recovery, not admission: on a loaded machine the last of the long jobs can wait past the
-    // default QUEUE_TIMEOUT_S, so the queue timeout is out of the way. Two slots per worker (not the per-core
-    // default), so the victim fills all of its slots with the streams below before the kill.
     stack = await startStack({
       redisUrl: inject('redisUrl'), workers: 2, workerEnv: { ...LOCK_ENV, WORKER_CONCURRENCY: '2' }, apiEnv: { QUEUE_TIMEOUT_S: '300' },
     });
@@ -90,8 +93,14 @@ describe('worker SIGKILL mid-stream (2 workers, 12 concurrent streams)', () => {
   afterAll(async () => {
     await stack?.stop();
   });
+  return () => stack;
+}
+
+describe('worker SIGKILL mid-stream (2 workers, 12 concurrent streams)', () => {
+  const stackOf = crashStack();
 
   it('each of the killed worker\'s streams completes byte-identical, with no gap over the bound', async () => {
+    const stack = stackOf();
     const live = new Map<string, Timed>();
     const runs = Array.from({ length: REQUESTS }, (_, i) => streamRequest(stack.baseUrl, i, live));
     const victim = stack.workers[0]!;
@@ -151,20 +160,13 @@ describe('worker SIGKILL mid-stream (2 workers, 12 concurrent streams)', () => {
 });
 
 describe('a worker whose connections dropped and came back, then died', () => {
-  let stack: Stack;
-  beforeAll(async () => {
-    stack = await startStack({
-      redisUrl: inject('redisUrl'), workers: 2, workerEnv: { ...LOCK_ENV, WORKER_CONCURRENCY: '2' }, apiEnv: { QUEUE_TIMEOUT_S: '300' },
-    });
-  });
-  afterAll(async () => {
-    await stack?.stop();
-  });
+  const stackOf = crashStack();
 
   // The survivor declares a peer dead once when all its connections vanish. A peer that reconnects (Redis dropped
   // its clients, a network blip) must be watched again: its real death later is handed back like any other, not
   // left to lock expiry (30 s at least with these locks).
   it('its streams are handed back at once, not after lock expiry', async () => {
+    const stack = stackOf();
     const [victim, survivor] = stack.workers as [typeof stack.workers[0], typeof stack.workers[0]];
     const info = (await liveWorkers(stack.redis, stack.keys)).find((w) => w.pid === victim.process.pid)!;
     const name = workerConnectionName(stack.prefix, info.id);

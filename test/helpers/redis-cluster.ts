@@ -1,7 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Redis } from 'ioredis';
-import { startRedisServer, type RedisServer } from './redis-server.ts';
+import { askRedis as ask, startRedisServer, type RedisServer } from './redis-server.ts';
 
 const run = promisify(execFile);
 
@@ -17,16 +16,6 @@ export interface RedisClusterSet {
   stop(): Promise<void>;
 }
 
-async function ask<T>(port: number, fn: (c: Redis) => Promise<T>): Promise<T> {
-  const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  c.on('error', () => {});
-  try {
-    await c.connect();
-    return await fn(c);
-  } finally {
-    c.disconnect();
-  }
-}
 
 /**
  * A test-owned Redis Cluster: 3 primaries + 3 replicas (`redis-server --cluster-enabled yes` on free ports in temp

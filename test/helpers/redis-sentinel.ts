@@ -2,8 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
-import { freePort, startRedisServer, type RedisServer } from './redis-server.ts';
+import { askRedis as ask, freePort, startRedisServer, type RedisServer } from './redis-server.ts';
 import { track } from './child-cleanup.ts';
 
 export const SENTINEL_MASTER_NAME = 'mymaster';
@@ -41,17 +40,6 @@ export async function startSentinelSet(): Promise<SentinelSet> {
     ].join('\n'));
     sentinels.push({ port, dir, process: track(spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' })) });
   }
-
-  const ask = async <T>(port: number, fn: (c: Redis) => Promise<T>): Promise<T> => {
-    const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    c.on('error', () => {});
-    try {
-      await c.connect();
-      return await fn(c);
-    } finally {
-      c.disconnect();
-    }
-  };
 
   const set: SentinelSet = {
     master,

@@ -9,6 +9,18 @@ import { waitForRedisUp } from '@chorus/shared/redis';
 
 export { freePort };
 
+/** One short-lived connection to 127.0.0.1:`port` for `fn` (no retries: a node that is down answers an error). */
+export async function askRedis<T>(port: number, fn: (c: Redis) => Promise<T>): Promise<T> {
+  const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    return await fn(c);
+  } finally {
+    c.disconnect();
+  }
+}
+
 export interface RedisServer {
   url: string;
   port: number;

@@ -102,9 +102,11 @@ async function loadLists() {
 
 // ---------------------------------------------------------------- reading the response
 
-/** Raw audio: the response body as it arrives. A connection closed before the end is an error (SPEC). */
-async function* rawAudio(res) {
-  const reader = res.body.getReader();
+/**
+ * The chunks of a response body as they arrive, then cancels the reader. A connection closed before the end is an
+ * error with `cutOff` as its message (SPEC); the user's own abort stays an AbortError.
+ */
+async function* bodyChunks(reader, cutOff) {
   try {
     for (;;) {
       let step;
@@ -112,7 +114,7 @@ async function* rawAudio(res) {
         step = await reader.read();
       } catch (err) {
         if (err.name === 'AbortError') throw err;
-        throw new Error('The audio stream was cut off: the server closed the connection before the end of the audio.');
+        throw new Error(cutOff);
       }
       if (step.done) return;
       yield step.value;
@@ -122,37 +124,30 @@ async function* rawAudio(res) {
   }
 }
 
+/** Raw audio: the response body as it arrives. */
+function rawAudio(res) {
+  return bodyChunks(res.body.getReader(), 'The audio stream was cut off: the server closed the connection before the end of the audio.');
+}
+
 /** The `data:` payloads of a text/event-stream body (the speech route sends no other fields). */
 async function* sseData(res) {
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
   let data = [];
-  try {
-    for (;;) {
-      let step;
-      try {
-        step = await reader.read();
-      } catch (err) {
-        if (err.name === 'AbortError') throw err;
-        throw new Error('The event stream was cut off: the server closed the connection before [DONE].');
-      }
-      if (step.done) break;
-      buffer += step.value;
-      for (let m = /\r\n|\r|\n/.exec(buffer); m; m = /\r\n|\r|\n/.exec(buffer)) {
-        const line = buffer.slice(0, m.index);
-        buffer = buffer.slice(m.index + m[0].length);
-        if (line === '') {
-          if (data.length) yield data.join('\n');
-          data = [];
-        } else if (line.startsWith('data:')) {
-          data.push(line.slice(5).replace(/^ /, ''));
-        }
+  for await (const text of bodyChunks(reader, 'The event stream was cut off: the server closed the connection before [DONE].')) {
+    buffer += text;
+    for (let m = /\r\n|\r|\n/.exec(buffer); m; m = /\r\n|\r|\n/.exec(buffer)) {
+      const line = buffer.slice(0, m.index);
+      buffer = buffer.slice(m.index + m[0].length);
+      if (line === '') {
+        if (data.length) yield data.join('\n');
+        data = [];
+      } else if (line.startsWith('data:')) {
+        data.push(line.slice(5).replace(/^ /, ''));
       }
     }
-    if (data.length) yield data.join('\n');
-  } finally {
-    reader.cancel().catch(() => {});
   }
+  if (data.length) yield data.join('\n');
 }
 
 function base64ToBytes(b64) {
