@@ -48,7 +48,11 @@ describe('bench/capacity.ts', () => {
     };
     const figures = numbers(used);
     expect(figures.length).toBeGreaterThanOrEqual(24);
-    for (const [name, v] of figures) expect(v, name).toBeGreaterThan(0);
+    for (const [name, v] of figures) {
+      // The idle Redis CPU comes from /proc ticks (10 ms) over the quick run's 1.5 s idle phase: 0 is a reading.
+      if (name === 'idle') expect(v, name).toBeGreaterThanOrEqual(0);
+      else expect(v, name).toBeGreaterThan(0);
+    }
     expect(Object.keys(m.workers).sort()).toEqual(['bench', 'espeak']);
     expect(m.redis.queueShare).toBeLessThan(1);
     // Relayed audio passes Redis twice: in from the worker's XADD, out to the API's XREAD.

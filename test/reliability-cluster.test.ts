@@ -57,7 +57,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   other?.process.kill('SIGKILL');
-  await stack?.stop();
+  // Known defect, not what this file tests: after a primary was killed, the in-process API's close() sometimes
+  // never returns (2 runs of 7 here). Bounded so the cluster is still stopped; the closing note names it.
+  await Promise.race([stack?.stop(), new Promise((r) => setTimeout(r, 30_000).unref())]);
   await cluster?.stop();
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
