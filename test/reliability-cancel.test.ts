@@ -116,7 +116,8 @@ describe('client disconnect', () => {
     const totalMs = performance.now() - t0;
     expect(cancelledMs).toBeGreaterThanOrEqual(0);
     expect(freedMs).toBeGreaterThanOrEqual(0);
-    expect(await stack.queue().getJobState(jobA)).toBe('failed');
+    // The cancelled record goes out a moment before BullMQ moves the job to failed (seen on a loaded CI machine).
+    expect(await waitFor(async () => (await stack.queue().getJobState(jobA)) === 'failed', POLL_DEADLINE_MS)).toBeGreaterThanOrEqual(0);
 
     // The worker is free again: the same job, not cancelled, runs to its end. Its run time is the yardstick.
     const t1 = performance.now();
