@@ -106,6 +106,11 @@ export class PeerWatch {
     clearTimeout(this.#timer);
   }
 
+  /** The live worker ids (the registry). */
+  async #registry(): Promise<string[]> {
+    return this.#o.redis.zrangebyscore(this.#o.keys.workers(), Date.now(), '+inf');
+  }
+
   /**
    * The live worker ids and the CLIENT LIST of every primary. The registry first, so a peer that registers meanwhile
    * has its connection in the lists already. One Redis: one round trip for both (a busy event loop makes every
@@ -116,7 +121,7 @@ export class PeerWatch {
   async #registryAndClients(): Promise<[string[], string[]]> {
     const { redis, keys } = this.#o;
     if (isCluster(redis)) {
-      const ids = await redis.zrangebyscore(keys.workers(), Date.now(), '+inf');
+      const ids = await this.#registry();
       const nodes = primaries(redis);
       if (nodes.length === 0) throw new Error('no cluster primaries known');
       return [ids, await Promise.all(nodes.map((n) => n.client('LIST') as Promise<string>))];
@@ -127,16 +132,10 @@ export class PeerWatch {
     return [ids, [list]];
   }
 
-  /** One look; true when a peer missed it (the next look comes sooner). */
-  async #poll(): Promise<boolean> {
-    const { redis, keys, prefix, selfId } = this.#o;
-    if (redis.status !== 'ready' || Date.now() - this.#readyAt < RECONNECT_GRACE_MS) return false;
-    const [ids, lists] = await this.#registryAndClients();
+  /** Remembers the registered peers (with their current lock owners); forgets those unseen for REMEMBER_MS. */
+  async #learn(ids: string[]): Promise<WorkerInfo[]> {
     // The infos every time: a peer's lock owners change when one of its rescue workers comes or goes.
-    const peers = await workerInfos(redis, keys, ids);
-    this.#warned = false;
-    const names = new Set<string>();
-    for (const list of lists) for (const m of list.matchAll(/ name=(\S+)/g)) names.add(m[1]!);
+    const peers = await workerInfos(this.#o.redis, this.#o.keys, ids);
     const now = Date.now();
     for (const peer of peers) this.#known.set(peer.id, { peer, seenAt: now });
     for (const [id, k] of this.#known) {
@@ -145,6 +144,26 @@ export class PeerWatch {
       this.#handled.delete(id);
       this.#misses.delete(id);
     }
+    return peers;
+  }
+
+  /** One look; true when a peer missed it (the next look comes sooner). */
+  async #poll(): Promise<boolean> {
+    const { redis, prefix, selfId } = this.#o;
+    if (redis.status !== 'ready') return false;
+    if (Date.now() - this.#readyAt < RECONNECT_GRACE_MS) {
+      // Nobody is declared dead during the grace, but peers are learned: a peer that dies now may have its heartbeat
+      // expire before the grace ends (1.5 s at HEARTBEAT_INTERVAL_MS 500), and one never seen is never handed back
+      // (its streams waited out lock expiry, 89 s, when the crash test's kill fell in the survivor's first 2 s).
+      await this.#learn(await this.#registry());
+      this.#warned = false;
+      return false;
+    }
+    const [ids, lists] = await this.#registryAndClients();
+    const peers = await this.#learn(ids);
+    this.#warned = false;
+    const names = new Set<string>();
+    for (const list of lists) for (const m of list.matchAll(/ name=(\S+)/g)) names.add(m[1]!);
     let suspects = false;
     for (const { peer } of this.#known.values()) {
       if (peer.id === selfId) continue;
