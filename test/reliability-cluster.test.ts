@@ -57,9 +57,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   other?.process.kill('SIGKILL');
-  // Known defect, not what this file tests: after a primary was killed, the in-process API's close() sometimes
-  // never returns (2 runs of 7 here). Bounded so the cluster is still stopped; the closing note names it.
-  await Promise.race([stack?.stop(), new Promise((r) => setTimeout(r, 30_000).unref())]);
+  // After a primary was killed, one of the API's close steps sometimes never returned (2 runs of 7): each step is
+  // bounded in the API now (plugins/services.ts), so this returns.
+  await stack?.stop();
   await cluster?.stop();
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Queue, Worker, type WorkerOptions } from 'bullmq';
 import {
   BATCH_CONTROL_QUEUE, createLogger, createRedisClient, createStorage, ERRORS, FINALIZE_JOB, JOB_CATALOG, JOB_NAMES,
-  loadWorkerConfig, publishHeartbeat, RedisKeys, removeWorker, speechQueueName, TtsJob, waitForReady, LANES, workerConnectionName,
+  loadWorkerConfig, publishHeartbeat, RedisKeys, removeWorker, speechQueueName, TtsJob, waitForReady, LANES, within, workerConnectionName,
   type Lane, type WorkerInfo,
 } from '@chorus/shared';
 import { createEngines } from './engines/engine-registry.ts';
@@ -258,13 +258,6 @@ const peers = new PeerWatch({
 peers.start();
 logger.info({ workerId, engines: [...engines.keys()], concurrency: config.concurrency, batchConcurrency: config.batchConcurrency }, 'worker ready');
 
-/** Resolves true when `p` settled within `ms`, false otherwise (each shutdown step waits on Redis). */
-function within(p: Promise<unknown>, ms: number): Promise<boolean> {
-  return Promise.race([
-    p.then(() => true, () => true),
-    new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref()),
-  ]);
-}
 
 /**
  * SIGTERM: leave the live-worker set first (the API stops routing to us, /readyz stops counting us), stop

@@ -21,3 +21,4 @@ export * from './files.ts';
 export * from './batches.ts';
 export * from './schemas/batch-item.ts';
 export * from './schemas/api.ts';
+export * from './within.ts';

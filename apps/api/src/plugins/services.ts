@@ -2,7 +2,7 @@ import fp from 'fastify-plugin';
 import { randomBytes } from 'node:crypto';
 import type { RedisClient } from '@chorus/shared';
 import {
-  createRedisClient, createStorage, ModelTable, RedisKeys, VoiceCatalog, type ApiConfig,
+  createRedisClient, createStorage, ModelTable, RedisKeys, VoiceCatalog, within, type ApiConfig,
 } from '@chorus/shared';
 import { StreamHub } from '../relay/stream-hub.ts';
 import { SpeechService } from '../services/speech-service.ts';
@@ -13,6 +13,9 @@ import { FileStore } from '../services/file-store.ts';
 import { BatchService } from '../services/batch-service.ts';
 import { ApiMetrics } from '../metrics.ts';
 import { QueueDepthExporter } from '../queue-depth-exporter.ts';
+
+/** The longest one step of the API's close (onClose) may take. */
+const CLOSE_STEP_MS = 5000;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -97,19 +100,20 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
       batches.startLifecycle(lifecycleConnection, app.log as never);
     });
     app.addHook('onClose', async () => {
-      await queueDepth.stop();
-      await files.stopSweeping();
-      await batches.close();
-      await files.storage.close();
-      await hub.close();
-      await speech.close();
-      // QUIT waits for Redis's answer; a link that died without a reset never gives one: bounded, then cut.
-      let quitTimer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.allSettled([redis.quit(), blocking.quit(), lifecycleConnection.quit()]),
-        new Promise((r) => (quitTimer = setTimeout(r, 2000))),
-      ]);
-      clearTimeout(quitTimer);
+      // Each step waits on Redis, and after a Cluster primary died one of them (BullMQ's closes or QUIT) sometimes
+      // never returned: each is bounded and named in the log, so close() always ends and the connections are cut.
+      const steps: [string, () => Promise<unknown>][] = [
+        ['queue depth exporter', () => queueDepth.stop()],
+        ['file sweeper', () => files.stopSweeping()],
+        ['batch lifecycle', () => batches.close()],
+        ['storage', () => files.storage.close()],
+        ['relay', () => hub.close()],
+        ['queues', () => speech.close()],
+        ['redis quit', () => Promise.allSettled([redis.quit(), blocking.quit(), lifecycleConnection.quit()])],
+      ];
+      for (const [step, run] of steps) {
+        if (!(await within(run(), CLOSE_STEP_MS))) app.log.warn({ step, boundMs: CLOSE_STEP_MS }, 'close step did not finish in time; moving on');
+      }
       redis.disconnect();
       blocking.disconnect();
       lifecycleConnection.disconnect();

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { publishHeartbeat, RedisKeys, workerConnectionName, type WorkerInfo } from '@chorus/shared';
-import { PeerWatch } from './peer-watch.ts';
+import { PeerWatch } from '../apps/worker/src/failover/peer-watch.ts';
 
 /*
  * PeerWatch against the real Redis: a peer is a named connection plus a heartbeat, as a worker process has.
