@@ -1,31 +1,13 @@
-import { Command, InvalidArgumentError } from 'commander';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
 import { loadCliConfig } from '@chorus/shared/config';
+import type { ApiOpts } from './api-options.ts';
 import { CliError } from './errors.ts';
 
 /*
- * The OpenAI SDK client the API-facing commands share (`speak` today, `batch` next): the same flags on each, the
- * SDK's own environment variables behind them, and one readable line for whatever the SDK throws.
+ * The OpenAI SDK client the API-facing commands share (`speak`, `batch`): built from their shared flags
+ * (api-options.ts) with the SDK's own environment variables behind them, and one readable line for whatever the SDK
+ * throws. Loaded when one of those commands runs (and by main.ts to read an unexpected error), never up front.
  */
-
-export interface ApiOpts {
-  baseUrl?: string;
-  apiKey?: string;
-  retries?: number;
-}
-
-function retriesArg(v: string): number {
-  if (!/^\d+$/.test(v)) throw new InvalidArgumentError('expected a whole number');
-  return Number(v);
-}
-
-/** Adds --base-url, --api-key and --retries to a command (or to a group: read them with optsWithGlobals). */
-export function addApiOptions(cmd: Command): Command {
-  return cmd
-    .option('--base-url <url>', 'Chorus API base URL (default: $OPENAI_BASE_URL or http://localhost:8000/v1)')
-    .option('--api-key <key>', 'API key, sent as a Bearer token (default: $OPENAI_API_KEY)')
-    .option('--retries <n>', 'further tries after a connection error, 408, 409, 429 or 5xx (SDK backoff)', retriesArg, 2);
-}
 
 export interface ApiClient {
   client: OpenAI;

@@ -1,14 +1,15 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '@chorus/shared/config';
-import { apiErrorLine } from './api-client.ts';
 import { batchCommand } from './commands/batch.ts';
 import { modelsCommand } from './commands/models.ts';
 import { speakCommand } from './commands/speak.ts';
 import { CliError } from './errors.ts';
 
 /*
- * `chorus`, the command line of SPEC §8. One module per command group under commands/ (models, speak, batch).
+ * `chorus`, the command line of SPEC §8. One module per command group under commands/ (models, speak, batch)
+ * declares its subcommands and flags; what they do is in actions/, loaded only by the subcommand that runs (a
+ * `chorus models …` run never loads the OpenAI SDK: every run starts a fresh node + tsx process).
  * Failures print one line on stderr and exit non-zero.
  */
 
@@ -32,13 +33,9 @@ process.on('SIGINT', () => {
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  const apiLine = apiErrorLine(err); // the OpenAI SDK's errors (HTTP status + envelope, connection failures)
   if (err instanceof CommanderError) {
     // commander already printed its one line (or the help / version text).
     process.exitCode = err.exitCode;
-  } else if (apiLine !== undefined) {
-    process.stderr.write(`chorus: ${apiLine}\n`);
-    process.exitCode = 1;
   } else if (err instanceof CliError) {
     process.stderr.write(`chorus: ${err.message}\n`);
     process.exitCode = err.exitCode;
@@ -47,8 +44,11 @@ try {
     process.stderr.write(`chorus: ${head} ${issues.map((l) => l.trim()).join('; ')}\n`);
     process.exitCode = 1;
   } else {
+    // The OpenAI SDK's errors (HTTP status + envelope, connection failures). api-client.ts is loaded already when an
+    // SDK call threw; otherwise it is loaded here, on this failure path only, to find that the error is not the SDK's.
+    const apiLine = (await import('./api-client.ts')).apiErrorLine(err);
     const e = err as NodeJS.ErrnoException;
-    process.stderr.write(`chorus: ${e?.message ?? String(err)}\n`);
+    process.stderr.write(`chorus: ${apiLine ?? e?.message ?? String(err)}\n`);
     process.exitCode = 1;
   }
 }
