@@ -102,6 +102,11 @@ const ApiEnv = CommonEnv.extend({
   MAX_OPEN_BATCHES: IntEnv(1, 1_000_000).default(100),
   /** Requests one batch may hold (OpenAI's limit: 50,000). */
   MAX_BATCH_ITEMS: IntEnv(1, 10_000_000).default(50_000),
+  /**
+   * BullMQ lock on the batch lifecycle jobs (validation, expiry) the API replicas run; their stall check runs every
+   * half of it. A replica killed mid-validation leaves the job to another one within about one and a half locks.
+   */
+  BATCH_LIFECYCLE_LOCK_MS: IntEnv(2000, 600_000).default(20_000),
   BODY_LIMIT_BYTES: IntEnv(1024, 1 << 30).default(1 << 20),
   /**
    * Behind a reverse proxy: which hops may set X-Forwarded-For (per-IP rate limits and logs see the client behind
@@ -301,6 +306,7 @@ export function loadApiConfig(env: NodeJS.ProcessEnv = process.env) {
     fileRetentionS: e.FILE_RETENTION_S,
     maxOpenBatches: e.MAX_OPEN_BATCHES,
     maxBatchItems: e.MAX_BATCH_ITEMS,
+    batchLifecycleLockMs: e.BATCH_LIFECYCLE_LOCK_MS,
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     trustProxy: e.TRUST_PROXY ?? false,
     metricsAuth: e.METRICS_AUTH,

@@ -84,7 +84,7 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     app.decorate('files', files);
     const batches = new BatchService({
       redis, keys, storage: files.storage, speech, retentionS: config.fileRetentionS, maxInputChars: config.maxInputChars,
-      maxOpenBatches: config.maxOpenBatches, maxItems: config.maxBatchItems,
+      maxOpenBatches: config.maxOpenBatches, maxItems: config.maxBatchItems, lifecycleLockMs: config.batchLifecycleLockMs,
       onItemEnded: (outcome) => metrics.batchItems.inc({ outcome }),
     });
     // BullMQ's worker connection for the lifecycle jobs (validation, expiry) this replica takes its share of.

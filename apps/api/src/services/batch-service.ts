@@ -89,6 +89,7 @@ export class BatchService {
   readonly #maxInputChars: number;
   readonly #maxOpenBatches: number;
   readonly #maxItems: number;
+  readonly #lifecycleLockMs: number;
   readonly control: Queue;
   readonly lifecycle: Queue;
   #lifecycleWorker: Worker | undefined;
@@ -97,6 +98,8 @@ export class BatchService {
   constructor(opts: {
     redis: RedisClient; keys: RedisKeys; storage: ObjectStorage; speech: SpeechService; retentionS: number; maxInputChars: number;
     maxOpenBatches?: number; maxItems?: number;
+    /** BATCH_LIFECYCLE_LOCK_MS: the lifecycle jobs' lock; their stall check runs every half of it. */
+    lifecycleLockMs?: number;
     /** An item removed from its queue by a cancel or by expiry (metrics). */
     onItemEnded?: (outcome: 'cancelled' | 'expired') => void;
   }) {
@@ -109,6 +112,7 @@ export class BatchService {
     this.#maxInputChars = opts.maxInputChars;
     this.#maxOpenBatches = opts.maxOpenBatches ?? 100;
     this.#maxItems = opts.maxItems ?? 50_000;
+    this.#lifecycleLockMs = opts.lifecycleLockMs ?? 20_000;
     this.control = new Queue(BATCH_CONTROL_QUEUE, { connection: opts.redis, prefix: opts.keys.bullPrefix() });
     this.control.on('error', () => {}); // surfaces on the request that hits it
     this.lifecycle = new Queue(BATCH_LIFECYCLE_QUEUE, { connection: opts.redis, prefix: opts.keys.bullPrefix() });
@@ -129,8 +133,9 @@ export class BatchService {
       },
       {
         connection, prefix: this.#keys.bullPrefix(), concurrency: 2,
-        // An API SIGKILLed mid-validation: another replica (or this one restarted) takes the job over within ~30 s.
-        lockDuration: 20_000, stalledInterval: 10_000, maxStalledCount: 5,
+        // An API SIGKILLed mid-validation: another replica (or this one restarted) takes the job over at the first
+        // stall check after its lock expired (BATCH_LIFECYCLE_LOCK_MS, default 20 s, checks every 10 s: within ~30 s).
+        lockDuration: this.#lifecycleLockMs, stalledInterval: Math.round(this.#lifecycleLockMs / 2), maxStalledCount: 5,
       },
     );
     this.#lifecycleWorker.on('error', (err) => log.warn({ err: err.message }, 'batch lifecycle worker error'));
