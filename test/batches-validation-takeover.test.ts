@@ -19,6 +19,11 @@ import { deletePrefixKeys, spawnApi, spawnWorker, type WorkerProcess } from './h
  */
 
 const ITEMS = 4000;
+/**
+ * BATCH_LIFECYCLE_LOCK_MS for both APIs: the dead one's validate job is taken over at the first stall check (every
+ * 2 s) after its lock expired, within ~6 s of the kill instead of the default's ~30 s. Still BullMQ's stall recovery.
+ */
+const LIFECYCLE_LOCK_MS = 4000;
 
 let dataDir: string;
 let redis: Redis;
@@ -33,7 +38,10 @@ beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'chorus-takeover-'));
   const prefix = `t${randomUUID().replace(/-/g, '').slice(0, 12)}`;
   keys = new RedisKeys(prefix);
-  env = { REDIS_URL: inject('redisUrl'), REDIS_PREFIX: prefix, LOG_LEVEL: 'warn', DATA_DIR: dataDir };
+  env = {
+    REDIS_URL: inject('redisUrl'), REDIS_PREFIX: prefix, LOG_LEVEL: 'warn', DATA_DIR: dataDir,
+    BATCH_LIFECYCLE_LOCK_MS: String(LIFECYCLE_LOCK_MS),
+  };
   redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
   lifecycle = new Queue(BATCH_LIFECYCLE_QUEUE, { connection: redis, prefix: keys.bullPrefix() });
   lane = new Queue(speechQueueName('espeak', 'batch'), { connection: redis, prefix: keys.bullPrefix() });
@@ -86,7 +94,8 @@ describe('an API killed while it validates a batch', () => {
     const queuedAtKill = (await lane.getJobCountByTypes('waiting', 'prioritized', 'active', 'completed', 'failed', 'delayed'));
     console.log(`killed the validating API with the batch ${at.status}, ${queuedAtKill} of ${ITEMS} items queued`);
 
-    // A replacement API: its lifecycle worker finds the stalled job (lock 20 s, checks every 10 s) and redoes it.
+    // A replacement API: its lifecycle worker finds the stalled job (lock LIFECYCLE_LOCK_MS, checks every half of it)
+    // and redoes it.
     const second = await spawnApi(env, await freePort());
     apis.push(second);
     const b = client(second.baseUrl);
