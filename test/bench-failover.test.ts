@@ -33,12 +33,12 @@ describe('bench/failover.ts', () => {
   it('kills a worker in both modes and writes the killed worker\'s stream figures', async () => {
     const out = path.join(dir, 'failover.json');
     await promisify(execFile)(process.execPath, [
-      '--import', 'tsx', 'bench/failover.ts', '--quick', '--streams', '5', '--chars', '600', '--rounds', '1', '--slots', '2', '--out', out,
+      '--import', 'tsx', 'bench/failover.ts', '--quick', '--streams', '4', '--chars', '300', '--rounds', '1', '--slots', '2', '--out', out,
     ], { cwd: ROOT, timeout: 170_000 });
     const r = JSON.parse(readFileSync(out, 'utf8')) as Result;
 
     expect(r.benchmark).toBe('failover');
-    expect(r.params).toMatchObject({ streams: 5, chars: 600, rounds: 1, modes: ['before', 'after'], hog: true });
+    expect(r.params).toMatchObject({ streams: 4, chars: 300, rounds: 1, modes: ['before', 'after'], hog: true });
     const [before, after] = r.summary;
     for (const s of [before!, after!]) {
       expect(s.victims).toBeGreaterThan(0);
