@@ -81,12 +81,17 @@ export class BenchStack {
     return stack;
   }
 
-  async #waitApi() {
+  /**
+   * Until /readyz answers ready with at least `workers` live workers. /readyz reads the live-worker set afresh, which
+   * also renews the API's cached copy (kept for about a second) that requests are routed and admitted by.
+   */
+  async #waitApi(workers = 1) {
     const deadline = Date.now() + 60_000;
     for (;;) {
       try {
         const res = await fetch(`${this.baseUrl}/readyz`);
-        if (res.ok) return;
+        const body = (await res.json().catch(() => ({}))) as { workers?: number };
+        if (res.ok && (body.workers ?? 0) >= workers) return;
       } catch {
         // not listening yet
       }
@@ -110,8 +115,8 @@ export class BenchStack {
       await new Promise((r) => setTimeout(r, 100));
     }
     this.workerStartMs.push(performance.now() - t0);
-    // The API caches the live-worker set for about a second.
-    await new Promise((r) => setTimeout(r, 1200));
+    // The API caches the live-worker set for about a second: wait until it has seen them all (not a fixed 1.2 s).
+    await this.#waitApi(this.workers.length);
   }
 
   queue(engine: string, lane: Lane = 'realtime'): Queue {
