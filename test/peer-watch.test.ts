@@ -31,20 +31,29 @@ function info(id: string): WorkerInfo {
   return { id, engines: ['espeak'], concurrency: 2, host: 'test', pid: 1, startedAt: Date.now(), accepting: true, lockOwners: [`${id}-bull`] };
 }
 
+/**
+ * A peer (its named connection and a heartbeat with `heartbeatTtlMs`) and a started PeerWatch of another worker on
+ * a fresh prefix; `dead` collects the peers it hands back.
+ */
+async function peerAndWatcher(heartbeatTtlMs: number) {
+  const prefix = `t${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  const keys = new RedisKeys(prefix);
+  const peerConn = await connect(workerConnectionName(prefix, 'peer'));
+  await publishHeartbeat(peerConn, keys, info('peer'), heartbeatTtlMs);
+  const self = await connect(workerConnectionName(prefix, 'self'));
+  const dead: WorkerInfo[] = [];
+  const watch = new PeerWatch({
+    redis: self, keys, prefix, selfId: 'self', pollMs: 50, logger: pino({ level: 'silent' }),
+    onDead: async (peer) => void dead.push(peer),
+  });
+  watches.push(watch);
+  watch.start();
+  return { keys, peerConn, self, dead };
+}
+
 describe('PeerWatch', () => {
   it('hands back a peer that died during its own start-up grace, even once the peer\'s heartbeat has expired', async () => {
-    const prefix = `t${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-    const keys = new RedisKeys(prefix);
-    const peerConn = await connect(workerConnectionName(prefix, 'peer'));
-    await publishHeartbeat(peerConn, keys, info('peer'), HEARTBEAT_TTL_MS);
-    const self = await connect(workerConnectionName(prefix, 'self'));
-    const dead: WorkerInfo[] = [];
-    const watch = new PeerWatch({
-      redis: self, keys, prefix, selfId: 'self', pollMs: 50, logger: pino({ level: 'silent' }),
-      onDead: async (peer) => void dead.push(peer),
-    });
-    watches.push(watch);
-    watch.start();
+    const { keys, peerConn, self, dead } = await peerAndWatcher(HEARTBEAT_TTL_MS);
     // Inside the watcher's first 2 s (no one is declared dead then), the peer dies: its connection closes and its
     // heartbeat is never renewed, so it is gone from the registry long before the grace ends.
     await new Promise((r) => setTimeout(r, 300));
@@ -55,19 +64,8 @@ describe('PeerWatch', () => {
   });
 
   it('does not declare a live peer dead', async () => {
-    const prefix = `t${randomUUID().replace(/-/g, '').slice(0, 12)}`;
-    const keys = new RedisKeys(prefix);
-    const peerConn = await connect(workerConnectionName(prefix, 'peer'));
-    const beat = () => publishHeartbeat(peerConn, keys, info('peer'), 60_000);
-    await beat();
-    const self = await connect(workerConnectionName(prefix, 'self'));
-    const dead: WorkerInfo[] = [];
-    const watch = new PeerWatch({
-      redis: self, keys, prefix, selfId: 'self', pollMs: 50, logger: pino({ level: 'silent' }),
-      onDead: async (peer) => void dead.push(peer),
-    });
-    watches.push(watch);
-    watch.start();
+    // A heartbeat that outlives the test: only its connection tells whether it lives.
+    const { keys, peerConn, self, dead } = await peerAndWatcher(60_000);
     // Past the grace, many looks.
     await new Promise((r) => setTimeout(r, 3_000));
     expect(dead).toEqual([]);

@@ -16,7 +16,6 @@ export interface RedisClusterSet {
   stop(): Promise<void>;
 }
 
-
 /**
  * A test-owned Redis Cluster: 3 primaries + 3 replicas (`redis-server --cluster-enabled yes` on free ports in temp
  * dirs, joined by `redis-cli --cluster create`). cluster-node-timeout 2000 ms, so a killed primary's replica takes

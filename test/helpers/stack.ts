@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import { Cluster, Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import OpenAI from 'openai';
-import { liveWorkers, loadApiConfig, primaries, RedisKeys, speechQueueName, type RedisClient } from '@chorus/shared';
+import { liveWorkers, loadApiConfig, primaries, RedisKeys, speechQueueName, within, type RedisClient } from '@chorus/shared';
 import { buildApp } from '../../apps/api/src/app.ts';
 import { track } from './child-cleanup.ts';
 
@@ -99,11 +99,6 @@ export interface StackOptions {
   workerEnv?: Record<string, string>;
 }
 
-/** Resolves when `p` settles or after `ms`, whichever comes first. */
-function bounded(p: Promise<unknown> | undefined, ms: number): Promise<unknown> {
-  return Promise.race([p?.catch(() => undefined), new Promise((r) => setTimeout(r, ms).unref())]);
-}
-
 /** Deletes every key of a test's prefix: Chorus's own (`<prefix>:…`) and BullMQ's (`{<prefix>}:…`). */
 export async function deletePrefixKeys(redis: RedisClient, prefix: string): Promise<void> {
   // On a Cluster: SCAN each primary, and DEL key by key (they are in different slots).
@@ -177,14 +172,14 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     async stop() {
       // A client that vanished without closing its socket must not hold the suite: force after 3 s.
       const force = setTimeout(() => stack.app?.server.closeAllConnections(), 3000);
-      // The API's close is not bounded: a close that hangs is a defect a test should show.
+      // Not bounded here: the API bounds each of its own close steps (plugins/services.ts); a hang is a defect.
       await stack.app?.close();
       clearTimeout(force);
       await Promise.all(workers.map((w) => w.stop('SIGKILL')));
       // The test's own clean-up is: a step waiting on a Redis node a fault test killed is left after a bound (keys
       // left behind only in a test-owned Redis).
-      for (const q of queues.values()) await bounded(q.close(), 10_000);
-      await bounded(deletePrefixKeys(redis, prefix), 10_000);
+      for (const q of queues.values()) await within(q.close(), 10_000);
+      await within(deletePrefixKeys(redis, prefix), 10_000);
       redis.disconnect();
     },
   };

@@ -258,7 +258,6 @@ const peers = new PeerWatch({
 peers.start();
 logger.info({ workerId, engines: [...engines.keys()], concurrency: config.concurrency, batchConcurrency: config.batchConcurrency }, 'worker ready');
 
-
 /**
  * SIGTERM: leave the live-worker set first (the API stops routing to us, /readyz stops counting us), stop
  * taking jobs, let active ones finish within SHUTDOWN_GRACE_S, exit 0. Jobs still running after the grace
