@@ -13,6 +13,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 { command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1; } || missing+=(ffmpeg)
+# mp3 is encoded by LAME's own binary (starts in ~5 ms; ffmpeg spends ~0.1 s of CPU starting).
+command -v lame >/dev/null 2>&1 || missing+=(lame)
 # Tests only: docker-compose validates docker-compose.yml offline; prometheus (with promtool) scrapes live metrics.
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)

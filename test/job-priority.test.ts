@@ -21,7 +21,7 @@ describe('job CPU priority', () => {
     await stack?.stop();
   });
 
-  it('a streaming job\'s espeak-ng and ffmpeg yield once its first audio is out; idle warm encoders do not', async () => {
+  it('a streaming job\'s espeak-ng and encoder (lame, for mp3) yield once its first audio is out; idle warm encoders do not', async () => {
     const worker = stack.workers[0]!.process.pid!;
     const res = await fetch(`${stack.baseUrl}/v1/audio/speech`, {
       method: 'POST',
@@ -33,14 +33,15 @@ describe('job CPU priority', () => {
     expect((await reader.read()).done).toBe(false); // first audio is here
 
     // While the job still runs: its engine and its encoder at niceness 5.
-    let seen = { espeak: false, ffmpeg: false };
+    let seen = { espeak: false, lame: false };
     expect(await waitFor(() => {
       const espeak = descendantsNamed(worker, 'espeak-ng');
-      const ffmpeg = descendantsNamed(worker, 'ffmpeg');
-      seen = { espeak: espeak.some((p) => p.nice === 5), ffmpeg: ffmpeg.some((p) => p.nice === 5) };
-      return seen.espeak && seen.ffmpeg;
+      const lame = descendantsNamed(worker, 'lame');
+      seen = { espeak: espeak.some((p) => p.nice === 5), lame: lame.some((p) => p.nice === 5) };
+      return seen.espeak && seen.lame;
     }, 30_000, 5), JSON.stringify(seen)).toBeGreaterThanOrEqual(0);
     // The warm pool's idle encoders (no job yet) keep full priority for the next request's first byte.
+    expect(descendantsNamed(worker, 'lame').filter((p) => p.nice === 0).length).toBeGreaterThan(0);
     expect(descendantsNamed(worker, 'ffmpeg').filter((p) => p.nice === 0).length).toBeGreaterThan(0);
 
     let bytes = 0;

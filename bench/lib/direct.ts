@@ -4,7 +4,7 @@ import { OUTPUT_SAMPLE_RATE, VoiceCatalog, type AudioFormat, type Speaker } from
 import { EspeakEngine } from '../../apps/worker/src/engines/espeak-engine.ts';
 import { Resampler } from '../../apps/worker/src/audio/resampler.ts';
 import { segmentText } from '../../apps/worker/src/audio/segmenter.ts';
-import { EncoderPool, isFfmpegFormat } from '../../apps/worker/src/encoders/encoder-pool.ts';
+import { EncoderPool, isProcessFormat } from '../../apps/worker/src/encoders/encoder-pool.ts';
 import { encoderOutputArgs, type FfmpegFormat } from '../../apps/worker/src/encoders/ffmpeg-args.ts';
 
 export interface DirectResult {
@@ -51,7 +51,7 @@ export class DirectPipeline {
     let bytes = 0;
     const ac = new AbortController();
     // As the worker: ffmpeg formats take espeak-ng's 22,050 Hz PCM and resample it themselves.
-    const resampleHere = !isFfmpegFormat(format);
+    const resampleHere = !isProcessFormat(format);
     const encoder = this.#pool.acquire(format, false, resampleHere ? OUTPUT_SAMPLE_RATE : this.#engine.sampleRate);
     encoder.attach((chunk) => {
       if (bytes === 0) {

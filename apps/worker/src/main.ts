@@ -10,6 +10,7 @@ import { createEngines } from './engines/engine-registry.ts';
 import type { TtsEngine } from './engines/engine.ts';
 import { benchEngineOptionsFromEnv } from './engines/bench-engine.ts';
 import { EncoderPool } from './encoders/encoder-pool.ts';
+import { checkLame } from './encoders/lame-encoder.ts';
 import { createSynthesizeProcessor } from './processors/synthesize.ts';
 import { CancelListener } from './cancel-listener.ts';
 import { terminateStream } from './stream/terminate-stream.ts';
@@ -48,6 +49,7 @@ try {
     inferenceBatchMax: config.inferenceBatchMax, inferenceBatchWaitMs: config.inferenceBatchWaitMs,
     bench: benchEngineOptionsFromEnv(process.env), warn: (message) => logger.warn(message),
   });
+  await checkLame();
 } catch (err) {
   logger.fatal(`worker cannot start: ${(err as Error).message}`);
   await new Promise((r) => setTimeout(r, 50)); // let the log line out

@@ -2,6 +2,7 @@ import { OUTPUT_SAMPLE_RATE, type AudioFormat } from '@chorus/shared/audio-forma
 import type { AudioEncoder } from './audio-encoder.ts';
 import { FfmpegEncoder } from './ffmpeg-encoder.ts';
 import type { FfmpegFormat } from './ffmpeg-args.ts';
+import { LameEncoder } from './lame-encoder.ts';
 import { RawEncoder } from './raw-encoder.ts';
 import { NICENESS } from '../processors/job-priority.ts';
 
@@ -10,18 +11,25 @@ const FFMPEG_FORMATS: readonly FfmpegFormat[] = ['mp3', 'opus', 'aac', 'flac'];
 /** Longest a used warm encoder waits for its replacement when the job that took it has no output yet. */
 const REFILL_DELAY_MS = 100;
 
-export const isFfmpegFormat = (format: AudioFormat): format is FfmpegFormat => format !== 'wav' && format !== 'pcm';
+/** Formats encoded by a child process (LAME for mp3, ffmpeg for the rest), which resamples the engine's PCM itself. */
+export const isProcessFormat = (format: AudioFormat): format is FfmpegFormat => format !== 'wav' && format !== 'pcm';
+
+type ProcessEncoder = FfmpegEncoder | LameEncoder;
+
+function startEncoder(format: FfmpegFormat, niceness: number, inputRate: number): ProcessEncoder {
+  return format === 'mp3' ? new LameEncoder(niceness, inputRate) : new FfmpegEncoder(format, niceness, inputRate);
+}
 
 /**
- * Keeps `size` ffmpeg encoders per container and input rate started and idle on stdin. Starting ffmpeg costs
+ * Keeps `size` encoder processes per container and input rate started and idle on stdin. Starting ffmpeg costs
  * ~65 ms, most of a short request's time to first byte; a warm one emits its first bytes ~2.5 ms after the first
- * PCM arrives. Idle processes cost ~47 MB RSS each, mostly shared libraries. The input rate is fixed when ffmpeg
+ * PCM arrives. Idle ffmpeg processes cost ~47 MB RSS each, mostly shared libraries (LAME, for mp3: ~5 ms, ~4 MB). The input rate is fixed when ffmpeg
  * starts, so the pool is kept per rate, for the rates given to `warm` (the engines' native rates) only: a job at
  * another rate (24 kHz PCM before a tempo stage, a Piper voice at 16 kHz) gets a fresh encoder.
  */
 export class EncoderPool {
   readonly #size: number;
-  readonly #idle = new Map<string, FfmpegEncoder[]>();
+  readonly #idle = new Map<string, ProcessEncoder[]>();
   #closed = false;
 
   constructor(size: number) {
@@ -44,13 +52,13 @@ export class EncoderPool {
    * a process start.
    */
   acquire(format: AudioFormat, background = false, inputRate = OUTPUT_SAMPLE_RATE): AudioEncoder {
-    if (!isFfmpegFormat(format)) return new RawEncoder(format);
-    if (background) return new FfmpegEncoder(format, NICENESS.batch, inputRate);
+    if (!isProcessFormat(format)) return new RawEncoder(format);
+    if (background) return startEncoder(format, NICENESS.batch, inputRate);
     const idle = this.#idle.get(`${format}@${inputRate}`);
-    if (!idle) return new FfmpegEncoder(format, 0, inputRate);
-    let encoder: FfmpegEncoder | undefined;
+    if (!idle) return startEncoder(format, 0, inputRate);
+    let encoder: ProcessEncoder | undefined;
     while ((encoder = idle.shift()) && !encoder.usable) encoder.destroy();
-    encoder ??= new FfmpegEncoder(format, 0, inputRate);
+    encoder ??= startEncoder(format, 0, inputRate);
     // Refill once the job that took it has its first bytes (or after REFILL_DELAY_MS): spawning forks the whole
     // worker and blocks its event loop for milliseconds (more on a busy host), which must not fall between a job's
     // engine start and its first byte.
@@ -69,7 +77,7 @@ export class EncoderPool {
   #refill(format: FfmpegFormat, rate: number) {
     if (this.#closed) return;
     const idle = this.#idle.get(`${format}@${rate}`)!;
-    while (idle.length < this.#size) idle.push(new FfmpegEncoder(format, 0, rate));
+    while (idle.length < this.#size) idle.push(startEncoder(format, 0, rate));
   }
 
   close(): void {

@@ -7,7 +7,7 @@ import {
   pickSynthesisOptions, remainingOutcomes, TtsJob, type TtsJobResult,
 } from '@chorus/shared';
 import { EngineError, type TtsEngine } from '../engines/engine.ts';
-import { isFfmpegFormat, type EncoderPool } from '../encoders/encoder-pool.ts';
+import { isProcessFormat, type EncoderPool } from '../encoders/encoder-pool.ts';
 import { JobPriority, NICENESS } from './job-priority.ts';
 import { TempoStage } from '../encoders/tempo-stage.ts';
 import { Resampler } from '../audio/resampler.ts';
@@ -133,11 +133,11 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     } catch (err) {
       rateError = err;
     }
-    // An ffmpeg encoder (or a tempo stage) takes the engine's PCM as it is and resamples it to 24 kHz in C: the
-    // JS resampler was most of the worker's own CPU per request (bench/profile.ts). It stays for wav/pcm
-    // without a tempo stage (no ffmpeg at all).
-    const pcmRate = isFfmpegFormat(data.format) ? engineRate : OUTPUT_SAMPLE_RATE;
-    const resampleHere = !isFfmpegFormat(data.format) && !needsTempo;
+    // An encoder process (LAME, ffmpeg) or a tempo stage takes the engine's PCM as it is and resamples it to 24 kHz
+    // in C: the JS resampler was most of the worker's own CPU per request (bench/profile.ts). It stays for wav/pcm
+    // without a tempo stage (no child process at all).
+    const pcmRate = isProcessFormat(data.format) ? engineRate : OUTPUT_SAMPLE_RATE;
+    const resampleHere = !isProcessFormat(data.format) && !needsTempo;
     const encoder = deps.encoders.acquire(data.format, background, pcmRate);
     encoder.attach((chunk) => writer.push(chunk));
     // Full CPU priority until the listener has new audio, then behind jobs that have none yet (job-priority.ts).
