@@ -12,6 +12,7 @@ import { benchEngineOptionsFromEnv } from './engines/bench-engine.ts';
 import { EncoderPool } from './encoders/encoder-pool.ts';
 import { checkLame } from './encoders/lame-encoder.ts';
 import { createSynthesizeProcessor } from './processors/synthesize.ts';
+import { FirstAudioGate } from './processors/first-audio-gate.ts';
 import { CancelListener } from './cancel-listener.ts';
 import { terminateStream } from './stream/terminate-stream.ts';
 import { WorkerMetrics } from './metrics.ts';
@@ -71,9 +72,11 @@ const batch: BatchDeps = {
   onBatch: (status, seconds) => metrics.batchDuration.observe({ status }, seconds),
 };
 
+// One per process: it shares out this machine's CPU between the jobs of every engine and lane.
+const gate = new FirstAudioGate();
 const processors = { [JOB_NAMES.synthesize]: createSynthesizeProcessor({
   redis, engines, encoders, streamTtlS: config.streamTtlS, logger, metrics, maxStartedAttempts: config.maxStartedAttempts,
-  batch,
+  batch, gate,
   isCancelled: (id) => cancels.isCancelled(id),
 }) };
 // Every job in the catalog needs exactly one processor, and no processor may lack a catalog entry.
@@ -281,6 +284,7 @@ async function shutdown(signal: string) {
     logger.warn('grace period over; leaving remaining jobs to stall recovery');
     await within(Promise.all(all.map((w) => w.close(true))), 2000);
   }
+  gate.close(); // no job's processes stay stopped behind this worker
   encoders.close();
   await within(control.close(), 2000);
   await storage.close();

@@ -1,5 +1,6 @@
 import { OUTPUT_SAMPLE_RATE } from '@chorus/shared/audio-formats';
 import { pcmInputArgs, tempoOutputArgs } from './ffmpeg-args.ts';
+import type { JobPriority } from '../processors/job-priority.ts';
 import { FfmpegProcess } from './ffmpeg-process.ts';
 
 /** Where the tempo stage's PCM goes (the encoder); the stage waits for each call before it reads more. */
@@ -57,6 +58,14 @@ export class TempoStage {
 
   destroy(): void {
     this.#process.kill();
+  }
+
+  /** Puts the atempo process under the job's CPU priority (job-priority.ts), like the engine and encoder. */
+  adopt(priority: JobPriority): void {
+    this.#process.withPid((pid) => {
+      const release = priority.adopt(pid);
+      this.#process.done.then(release, release);
+    });
   }
 
   #throwIfSinkFailed(): void {

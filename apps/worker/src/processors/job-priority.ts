@@ -16,10 +16,14 @@ export const NICENESS = {
   batch: 10,
 } as const;
 
-/** One job's child processes, all at one niceness that only goes up (an unprivileged process cannot lower it). */
+/**
+ * One job's child processes, all at one niceness that only goes up (an unprivileged process cannot lower it), and
+ * all stopped or running together (`pause`/`resume`: see first-audio-gate.ts).
+ */
 export class JobPriority {
   #niceness: number;
   readonly #pids = new Set<number>();
+  #paused = false;
 
   constructor(niceness: number = NICENESS.firstAudio) {
     this.#niceness = niceness;
@@ -37,7 +41,25 @@ export class JobPriority {
     if (!pid) return () => {};
     this.#pids.add(pid);
     if (this.#niceness > 0) renice(pid, this.#niceness);
+    if (this.#paused) signal(pid, 'SIGSTOP');
     return () => this.#pids.delete(pid);
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Stops every adopted process (SIGSTOP) until `resume`: its CPU goes to jobs whose listeners have no audio yet. */
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    for (const pid of this.#pids) signal(pid, 'SIGSTOP');
+  }
+
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    for (const pid of this.#pids) signal(pid, 'SIGCONT');
   }
 
   /** Raises the niceness of every adopted process (a lower value than the current one is ignored). */
@@ -53,5 +75,13 @@ function renice(pid: number, niceness: number): void {
     setPriority(pid, niceness);
   } catch {
     // Gone already, or not permitted here: it keeps its priority, which only makes it share the CPU evenly.
+  }
+}
+
+function signal(pid: number, sig: 'SIGSTOP' | 'SIGCONT'): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Gone already (its exit releases it from the job): nothing to stop or continue.
   }
 }

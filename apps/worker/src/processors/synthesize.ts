@@ -9,6 +9,7 @@ import {
 import { EngineError, type TtsEngine } from '../engines/engine.ts';
 import { isProcessFormat, type EncoderPool } from '../encoders/encoder-pool.ts';
 import { JobPriority, NICENESS } from './job-priority.ts';
+import type { FirstAudioGate } from './first-audio-gate.ts';
 import { TempoStage } from '../encoders/tempo-stage.ts';
 import { Resampler } from '../audio/resampler.ts';
 import { segmentText } from '../audio/segmenter.ts';
@@ -30,6 +31,8 @@ export interface SynthesizeDeps {
   batch?: BatchDeps;
   /** True when the job's cancel flag is set (client went away before we started). */
   isCancelled(jobId: string): Promise<boolean>;
+  /** The worker's one gate: jobs waiting for first audio get the CPU of streams that are well ahead. */
+  gate?: FirstAudioGate;
 }
 
 /** Client-facing messages for failures whose detail is internal (it is logged with the request id instead). */
@@ -143,7 +146,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     // Full CPU priority until the listener has new audio, then behind jobs that have none yet (job-priority.ts).
     const priority = new JobPriority(background ? NICENESS.batch : NICENESS.firstAudio);
     encoder.adopt?.(priority);
-    if (!background) writer.onFirstChunk?.(() => priority.raise(NICENESS.streaming));
+    if (!background && !deps.gate) writer.onFirstChunk?.(() => priority.raise(NICENESS.streaming));
 
     // The audio limit, on the PCM the client gets (after tempo): the job fails as soon as its audio passes it,
     // whatever the text (4,095 ideographs at speed 0.25 would be hours). Counted before the encoder sees the
@@ -152,6 +155,21 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const maxAudioBytes = Math.floor(maxAudioS * pcmRate) * OUTPUT_BYTES_PER_SAMPLE;
     let audioBytes = 0;
     let tooLong: ChorusError | undefined;
+    // Until its first audio a realtime job has the CPU of streams that are well ahead (first-audio-gate.ts); then it
+    // is one of them, ahead by the audio it made since its first bytes minus the time since. Batch items always are.
+    let leaveGate = () => {};
+    const gate = deps.gate;
+    if (gate && background) leaveGate = gate.streaming(priority, () => Infinity);
+    else if (gate) {
+      leaveGate = gate.waitForFirstAudio(priority);
+      const audioS = () => audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
+      writer.onFirstChunk?.(() => {
+        priority.raise(NICENESS.streaming);
+        leaveGate();
+        const atFirst = { s: audioS(), ms: performance.now() };
+        leaveGate = gate.streaming(priority, () => audioS() - atFirst.s - (performance.now() - atFirst.ms) / 1000);
+      });
+    }
     // Stops the engine (its child process) on a client cancel and on the limit alike.
     const stop = new AbortController();
     const toEncoder = async (pcm: Buffer) => {
@@ -168,6 +186,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       await encoder.write(pcm);
     };
     const tempo = needsTempo ? new TempoStage(residualTempo, toEncoder, { inRate: engineRate, outRate: pcmRate }) : undefined;
+    tempo?.adopt(priority);
     const halt = () => {
       stop.abort();
       tempo?.destroy();
@@ -244,6 +263,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       }
       throw new UnrecoverableError(message);
     } finally {
+      leaveGate();
       abort.removeEventListener('abort', halt);
       deps.metrics.busy.dec();
     }

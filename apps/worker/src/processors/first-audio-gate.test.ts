@@ -1,0 +1,105 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { FirstAudioGate, MAX_FIRST_AUDIO_MS, MIN_AHEAD_S } from './first-audio-gate.ts';
+import { JobPriority } from './job-priority.ts';
+
+/** The process's scheduler state from /proc: 'T' = stopped, 'S'/'R' = running or sleeping. */
+const state = (pid: number) => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
+const stopped = (pid: number) => state(pid) === 'T';
+
+/** Waits (up to 10 s: a loaded machine delivers signals late) until the process is stopped, or running. */
+async function becomes(pid: number, wantStopped: boolean): Promise<boolean> {
+  for (const t0 = performance.now(); performance.now() - t0 < 10_000; await sleep(10)) {
+    if (stopped(pid) === wantStopped) return true;
+  }
+  return false;
+}
+
+const children: ChildProcess[] = [];
+/** A real child process adopted by a job's priority, as the engine and encoder are. */
+function jobWithProcess(): { priority: JobPriority; pid: number } {
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  children.push(child);
+  const priority = new JobPriority();
+  priority.adopt(child.pid);
+  return { priority, pid: child.pid! };
+}
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+});
+
+describe('FirstAudioGate (real processes, SIGSTOP/SIGCONT)', () => {
+  it('stops a stream well ahead while a job waits for first audio, and continues it once that job has audio', async () => {
+    const gate = new FirstAudioGate();
+    const streaming = jobWithProcess();
+    const leave = gate.streaming(streaming.priority, () => MIN_AHEAD_S + 10);
+    await sleep(50);
+    expect(stopped(streaming.pid)).toBe(false); // nobody waits: it runs
+
+    const newcomer = jobWithProcess();
+    const firstAudio = gate.waitForFirstAudio(newcomer.priority);
+    expect(await becomes(streaming.pid, true)).toBe(true);
+    expect(stopped(newcomer.pid)).toBe(false); // the waiting job itself is never stopped
+    expect(gate.pausedCount).toBe(1);
+
+    firstAudio();
+    expect(await becomes(streaming.pid, false)).toBe(true);
+    leave();
+    gate.close();
+  });
+
+  it('never stops a stream whose listener is short of audio, and continues one whose lead runs out', async () => {
+    const gate = new FirstAudioGate();
+    const short = jobWithProcess();
+    const ending = jobWithProcess();
+    let lead = MIN_AHEAD_S + 1;
+    gate.streaming(short.priority, () => MIN_AHEAD_S / 2);
+    gate.streaming(ending.priority, () => lead);
+    gate.waitForFirstAudio(jobWithProcess().priority);
+    expect(await becomes(ending.pid, true)).toBe(true);
+    expect(stopped(short.pid)).toBe(false);
+    lead = MIN_AHEAD_S - 0.5; // its listener played on: the gate looks again on its own
+    expect(await becomes(ending.pid, false)).toBe(true);
+    expect(stopped(short.pid)).toBe(false);
+    gate.close();
+  });
+
+  it('stops a batch item (no listener) and a process adopted while stopped; a job that ends is continued', async () => {
+    const gate = new FirstAudioGate();
+    const batch = jobWithProcess();
+    const leave = gate.streaming(batch.priority, () => Infinity);
+    gate.waitForFirstAudio(jobWithProcess().priority);
+    expect(await becomes(batch.pid, true)).toBe(true);
+    const late = spawn('sleep', ['60'], { stdio: 'ignore' });
+    children.push(late);
+    batch.priority.adopt(late.pid);
+    expect(await becomes(late.pid!, true)).toBe(true);
+    leave(); // the job ends (e.g. cancelled): its processes must not stay stopped
+    expect(await becomes(batch.pid, false)).toBe(true);
+    expect(await becomes(late.pid!, false)).toBe(true);
+    gate.close();
+  });
+
+  it('holds nothing for a job that waits longer than its limit (an engine that never starts)', async () => {
+    expect(MAX_FIRST_AUDIO_MS).toBeLessThanOrEqual(5_000);
+    const gate = new FirstAudioGate({ maxFirstAudioMs: 500 });
+    const streaming = jobWithProcess();
+    gate.streaming(streaming.priority, () => Infinity);
+    gate.waitForFirstAudio(jobWithProcess().priority);
+    expect(await becomes(streaming.pid, true)).toBe(true);
+    expect(await becomes(streaming.pid, false)).toBe(true); // on its own, once the 500 ms are up
+    gate.close();
+  });
+
+  it('close() continues every stopped job (worker shutdown)', async () => {
+    const gate = new FirstAudioGate();
+    const streaming = jobWithProcess();
+    gate.streaming(streaming.priority, () => Infinity);
+    gate.waitForFirstAudio(jobWithProcess().priority);
+    expect(await becomes(streaming.pid, true)).toBe(true);
+    gate.close();
+    expect(await becomes(streaming.pid, false)).toBe(true);
+  });
+});
