@@ -46,6 +46,7 @@ try {
   engines = await createEngines(config.engines, {
     modelsDir: config.modelsDir, executionProviders: config.executionProviders, intraOpThreads: config.intraOpThreads,
     inferenceBatchMax: config.inferenceBatchMax, inferenceBatchWaitMs: config.inferenceBatchWaitMs,
+    espeakPoolSize: config.espeakPoolSize,
     bench: benchEngineOptionsFromEnv(process.env), warn: (message) => logger.warn(message),
   });
 } catch (err) {
