@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startStack, type Stack } from './helpers/stack.ts';
-import { descendantsNamed, waitFor } from './helpers/processes.ts';
+import { descendantsNamed, espeakProcesses, waitFor } from './helpers/processes.ts';
 
 /*
  * Issue 12: a realtime job's child processes run at full CPU priority until its first audio is out, then at
@@ -21,7 +21,7 @@ describe('job CPU priority', () => {
     await stack?.stop();
   });
 
-  it('a streaming job\'s espeak-ng and encoder (lame, for mp3) yield once its first audio is out; idle warm encoders do not', async () => {
+  it('a streaming job\'s espeak-ng and encoder (lame, for mp3) yield once its first audio is out; idle warm processes do not', async () => {
     const worker = stack.workers[0]!.process.pid!;
     const res = await fetch(`${stack.baseUrl}/v1/audio/speech`, {
       method: 'POST',
@@ -43,6 +43,8 @@ describe('job CPU priority', () => {
     // The warm pool's idle encoders (no job yet) keep full priority for the next request's first byte.
     expect(descendantsNamed(worker, 'lame').filter((p) => p.nice === 0).length).toBeGreaterThan(0);
     expect(descendantsNamed(worker, 'ffmpeg').filter((p) => p.nice === 0).length).toBeGreaterThan(0);
+    // So does the warm espeak-ng started for the next request with these arguments once this job's audio was out.
+    expect(await waitFor(() => espeakProcesses(worker).idle.some((p) => p.nice === 0), 30_000)).toBeGreaterThanOrEqual(0);
 
     let bytes = 0;
     for (;;) {

@@ -60,7 +60,8 @@ describe('espeak-ng killed by a signal', () => {
     chmodSync(path.join(bin, 'espeak-ng'), 0o755);
     stack = await startStack({
       redisUrl: inject('redisUrl'),
-      workerEnv: { PATH: `${bin}:${process.env.PATH}`, LOG_LEVEL: 'info' },
+      // No warm espeak-ng: the wrapper counts process starts, one per attempt here; warm ones start ahead of time.
+      workerEnv: { PATH: `${bin}:${process.env.PATH}`, LOG_LEVEL: 'info', ESPEAK_POOL_SIZE: '0' },
     });
   });
   afterAll(async () => {

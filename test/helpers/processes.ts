@@ -55,6 +55,32 @@ export function descendantsNamed(root: number, comm: string): ProcInfo[] {
   return descendants(root).filter((p) => p.comm === comm);
 }
 
+/** Bytes a process has written so far (`wchar` in /proc/<pid>/io), or 0 when it is gone. */
+export function bytesWritten(pid: number): number {
+  try {
+    return Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** A WAV header: what espeak-ng --stdout writes before its first samples. */
+const WAV_HEADER_BYTES = 44;
+
+/**
+ * The espeak-ng processes below `root`, split into those that have written audio (working, or done, for a job)
+ * and the worker's warm ones (engines/espeak-pool.ts), idle on stdin until a job takes one: they have not yet
+ * written a WAV header (wchar counts a byte or so written by the spawning code before exec).
+ */
+export function espeakProcesses(root: number): { working: ProcInfo[]; idle: ProcInfo[] } {
+  const all = descendantsNamed(root, 'espeak-ng');
+  const written = new Map(all.map((p) => [p.pid, bytesWritten(p.pid)]));
+  return {
+    working: all.filter((p) => written.get(p.pid)! >= WAV_HEADER_BYTES),
+    idle: all.filter((p) => written.get(p.pid)! < WAV_HEADER_BYTES),
+  };
+}
+
 /** Resident set size of one process in bytes (VmRSS), or 0 when it is gone. */
 export function rssBytes(pid: number): number {
   try {

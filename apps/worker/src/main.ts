@@ -48,6 +48,7 @@ try {
   engines = await createEngines(config.engines, {
     modelsDir: config.modelsDir, executionProviders: config.executionProviders, intraOpThreads: config.intraOpThreads,
     inferenceBatchMax: config.inferenceBatchMax, inferenceBatchWaitMs: config.inferenceBatchWaitMs,
+    espeakPoolSize: config.espeakPoolSize,
     bench: benchEngineOptionsFromEnv(process.env), warn: (message) => logger.warn(message),
   });
   await checkLame();

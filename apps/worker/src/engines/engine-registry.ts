@@ -13,6 +13,8 @@ export interface EngineSettings {
   intraOpThreads: number;
   inferenceBatchMax: number;
   inferenceBatchWaitMs: number;
+  /** Warm espeak-ng processes per recently used argument set (ESPEAK_POOL_SIZE); absent or 0: none. */
+  espeakPoolSize?: number;
   bench: BenchEngineOptions;
   warn(message: string): void;
 }
@@ -24,7 +26,7 @@ const onnx = (s: EngineSettings): OnnxOptions => ({
 
 /** One factory per engine in KNOWN_ENGINES (the shared list is the source: a missing or extra one fails typecheck). */
 const FACTORIES: Record<KnownEngine, (s: EngineSettings) => TtsEngine> = {
-  espeak: () => new EspeakEngine(),
+  espeak: (s) => new EspeakEngine('espeak-ng', { poolSize: s.espeakPoolSize }),
   piper: (s) => new PiperEngine(s.modelsDir, onnx(s)),
   kokoro: (s) => new KokoroEngine(s.modelsDir, onnx(s)),
   /** Benchmark only (bench/worker-scaling.ts): sleeps BENCH_ENGINE_DELAY_MS per segment, then a tone. */

@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { EngineError, type LoadedModel, type SynthesisInput, type TtsEngine } from './engine.ts';
 import { parseWavHeader } from '../audio/wav.ts';
 import { plainText } from './plain-text.ts';
 import type { JobPriority } from '../processors/job-priority.ts';
+import { EspeakPool, EspeakProcess } from './espeak-pool.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -14,10 +14,18 @@ const MIN_RATE_WPM = 80;
 const MAX_RATE_WPM = 700;
 const SAMPLE_RATE = 22_050;
 
+export interface EspeakOptions {
+  /** Warm processes kept per recently used argument set (ESPEAK_POOL_SIZE); 0 or absent: a fresh one per run. */
+  poolSize?: number;
+  /** Argument sets kept warm at most (default ESPEAK_POOL_KEYS). */
+  poolKeys?: number;
+}
+
 /**
  * espeak-ng through its Debian CLI. User text goes to stdin, never argv; SSML (`-m`) stays off, and the text is
  * made plain text first ({@link plainText}: no phoneme input, no embedded commands). argv holds only validated
- * values: the voice name (a strict pattern from the voices file), and numbers.
+ * values: the voice name (a strict pattern from the voices file), and numbers. With a pool (`poolSize`), realtime
+ * runs take a process started ahead of time for their exact argv (espeak-pool.ts).
  */
 export class EspeakEngine implements TtsEngine {
   readonly id = 'espeak';
@@ -25,10 +33,22 @@ export class EspeakEngine implements TtsEngine {
   readonly wholeText = true;
   readonly speedRange = [MIN_RATE_WPM / DEFAULT_RATE_WPM, MAX_RATE_WPM / DEFAULT_RATE_WPM] as const;
   readonly #binary: string;
+  readonly #pool: EspeakPool | undefined;
   #languages = new Set<string>();
 
-  constructor(binary = 'espeak-ng') {
+  constructor(binary = 'espeak-ng', opts: EspeakOptions = {}) {
     this.#binary = binary;
+    this.#pool = opts.poolSize ? new EspeakPool(binary, opts.poolSize, opts.poolKeys) : undefined;
+  }
+
+  /** The warm processes, when kept. */
+  get pool(): EspeakPool | undefined {
+    return this.#pool;
+  }
+
+  /** Kills the idle warm processes. */
+  async close(): Promise<void> {
+    this.#pool?.close();
   }
 
   /** Always the CPU; its voices are the voices file's speakers, so none are listed as loaded. */
@@ -69,7 +89,7 @@ export class EspeakEngine implements TtsEngine {
   }
 
   synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer> {
-    return runEspeak(this.#binary, this.args(input), plainText(input.text), signal, input.priority);
+    return runEspeak(this.#binary, this.args(input), plainText(input.text), signal, input.priority, this.#pool);
   }
 }
 
@@ -80,7 +100,8 @@ const SPEAKABLE = /[\p{L}\p{N}]/u;
  * One espeak-ng run: `text` (already plain text) on stdin, 16-bit PCM samples out as they come. A run that
  * ends by a signal (espeak-ng segfaults on some inputs; a transient EngineError), exits non-zero, or yields no
  * samples for text with letters or digits (espeak-ng then exits 0 with a bare WAV header) throws: audio is never
- * silently lost.
+ * silently lost. With `pool` (started with the same binary), the process may be a warm one (see EspeakPool.acquire);
+ * either way it is killed when `signal` aborts, and the run then throws the abort reason.
  * Error messages hold espeak-ng's stderr: for logs, not for clients.
  */
 export async function* runEspeak(
@@ -89,22 +110,18 @@ export async function* runEspeak(
   text: string,
   signal: AbortSignal,
   priority?: JobPriority,
+  pool?: EspeakPool,
 ): AsyncGenerator<Buffer> {
   signal.throwIfAborted();
-  const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'], signal });
-  const release = priority?.adopt(child.pid);
-  if (release) child.once('exit', release);
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, sig) => resolve({ code, signal: sig }));
-  });
-  exited.catch(() => {}); // observed below; avoid an unhandled rejection if the consumer stops early
-  child.stdin.on('error', () => {}); // EPIPE when espeak exits early is reported through its exit code
-  child.stdin.end(`${text}\n`, 'utf8');
+  const proc = pool ? pool.acquire(args, priority) : new EspeakProcess(binary, args);
+  const child = proc.child;
+  const kill = () => proc.kill();
+  signal.addEventListener('abort', kill, { once: true });
+  const release = priority?.adopt(proc.pid);
+  if (release) void proc.exited.then(release);
 
   try {
+    child.stdin.end(`${text}\n`, 'utf8');
     let header: Buffer | undefined = Buffer.alloc(0);
     let odd: Buffer | undefined;
     let samples = 0;
@@ -131,14 +148,17 @@ export async function* runEspeak(
       samples += data.length / 2;
       if (data.length > 0) yield data;
     }
-    const { code, signal: killedBy } = await exited;
+    signal.throwIfAborted(); // killed by the abort listener: its output ended early
+    const { code, signal: killedBy } = await proc.closed;
+    const stderr = proc.stderr.trim();
     // A crash is worth a retry (the stream resumes where it stopped); a refusal (exit code) is not.
-    if (killedBy) throw new EngineError(`espeak-ng killed by ${killedBy}: ${stderr.trim()}`, { transient: true });
-    if (code !== 0) throw new EngineError(`espeak-ng exited with ${code}: ${stderr.trim()}`);
+    if (killedBy) throw new EngineError(`espeak-ng killed by ${killedBy}: ${stderr}`, { transient: true });
+    if (code !== 0) throw new EngineError(`espeak-ng exited with ${code}: ${stderr}`);
     if (samples === 0 && SPEAKABLE.test(text)) {
-      throw new EngineError(`espeak-ng exited 0 without audio for ${text.length} characters: ${stderr.trim()}`);
+      throw new EngineError(`espeak-ng exited 0 without audio for ${text.length} characters: ${stderr}`);
     }
   } finally {
-    if (child.exitCode === null && !child.killed) child.kill('SIGKILL');
+    signal.removeEventListener('abort', kill);
+    proc.kill();
   }
 }

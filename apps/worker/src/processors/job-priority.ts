@@ -24,6 +24,7 @@ export class JobPriority {
   #niceness: number;
   readonly #pids = new Set<number>();
   #paused = false;
+  readonly #onRaise: (() => void)[] = [];
 
   constructor(niceness: number = NICENESS.firstAudio) {
     this.#niceness = niceness;
@@ -67,6 +68,12 @@ export class JobPriority {
     if (niceness <= this.#niceness) return;
     this.#niceness = niceness;
     for (const pid of this.#pids) renice(pid, niceness);
+    for (const fn of this.#onRaise.splice(0)) fn();
+  }
+
+  /** Calls `fn` once, the next time the niceness goes up: for a realtime job, once its first audio is out. */
+  onRaise(fn: () => void): void {
+    this.#onRaise.push(fn);
   }
 }
 
