@@ -9,7 +9,7 @@
  *   node --import tsx bench/admission.ts [--quick] [--overload 5] [--seconds 20] [--slots N] [--out FILE]
  *   BENCH_ADMISSION_API_ENV='{"MAX_QUEUE_WAIT_MS":"30000"}' node --import tsx bench/admission.ts   # other settings
  */
-import { loadApiConfig, loadWorkerConfig } from '@chorus/shared';
+import { decodeRecord, loadApiConfig, loadWorkerConfig } from '@chorus/shared';
 import { AGENT, speech, speechBody, type SpeechResult } from './lib/http-client.ts';
 import { closedLoop, sleep } from './lib/load.ts';
 import { isMain } from './lib/main.ts';
@@ -90,6 +90,7 @@ export async function runAdmission(out?: string) {
       const job = r.jobId ? await stack.queue('espeak').getJob(r.jobId) : undefined;
       if (job?.processedOn) slotWaits.push(job.processedOn - job.timestamp);
     }
+    const stages = { unloaded: await firstByteStages(stack, ok(unloaded)), accepted: await firstByteStages(stack, accepted) };
     const rows = {
       unloaded: { n: unloadedTtfb.length, ttfbP50: round(percentile(unloadedTtfb, 50)), ttfbP95: round(percentile(unloadedTtfb, 95)) },
       accepted: {
@@ -104,6 +105,7 @@ export async function runAdmission(out?: string) {
       },
       queueTimeout: { n: timedOut.length, answerP50: round(percentile(timedOut.map((r) => r.totalMs), 50)) },
       other,
+      stages,
     };
     const ratio = round(rows.accepted.ttfbP95 / rows.unloaded.ttfbP95, 2);
     printTable(`Admission: ${PARAGRAPH_300.length}-char mp3, one worker × ${SLOTS} slots; capacity ${round(capacity, 2)}/s, offered ${round(rate, 2)}/s (${OVERLOAD}×) for ${SECONDS} s`,
@@ -115,6 +117,9 @@ export async function runAdmission(out?: string) {
         ['503 queue_timeout', rows.queueTimeout.n, rows.queueTimeout.answerP50, '', 'answer time = whole request'],
         ['other errors', other, '', '', ''],
       ]);
+    printTable('Where the first byte goes (p50 ms; clocks of one machine, ms resolution)',
+      ['requests', 'API: sent → enqueued', 'queue: enqueued → started', 'worker: started → first audio record', 'relay: record → client'],
+      (['unloaded', 'accepted'] as const).map((k) => [k, stages[k].api, stages[k].queue, stages[k].worker, stages[k].relay]));
     const targets = verdicts([
       { name: 'accepted TTFB p95 under overload / unloaded p95', measured: ratio, limit: 2, op: 'le' },
       { name: '503 queue_timeout under overload', measured: timedOut.length, limit: 0, op: 'le' },
@@ -130,3 +135,27 @@ export async function runAdmission(out?: string) {
 }
 
 if (isMain(import.meta.url)) await runAdmission(arg('out'));
+
+/**
+ * Each request's first byte cut into stages, from timestamps on one clock: the client's send time, BullMQ's
+ * `timestamp` (enqueued) and `processedOn` (a worker started it), the millisecond in the id of the job's first
+ * audio record on its stream (Redis's clock, the same machine's), and the client's first byte. p50 of each.
+ */
+async function firstByteStages(stack: BenchStack, results: SpeechResult[]) {
+  const api: number[] = [], queue: number[] = [], worker: number[] = [], relay: number[] = [];
+  for (const r of results) {
+    const job = r.jobId ? await stack.queue('espeak').getJob(r.jobId) : undefined;
+    const key = (job?.data as { streamKey?: string } | undefined)?.streamKey;
+    if (!job?.processedOn || !key) continue;
+    const entries = await stack.redis.xrangeBuffer(key, '-', '+', 'COUNT', 4);
+    const first = entries.find(([, fields]) => decodeRecord(fields).type === 'audio');
+    if (!first) continue;
+    const recordMs = Number(first[0].toString().split('-')[0]);
+    api.push(job.timestamp - r.sentAtEpochMs);
+    queue.push(job.processedOn - job.timestamp);
+    worker.push(recordMs - job.processedOn);
+    relay.push(r.sentAtEpochMs + r.ttfbMs - recordMs);
+  }
+  const p50 = (xs: number[]) => round(percentile(xs, 50));
+  return { n: api.length, api: p50(api), queue: p50(queue), worker: p50(worker), relay: p50(relay) };
+}

@@ -74,7 +74,7 @@ const batch: BatchDeps = {
 };
 
 // One per process: it shares out this machine's CPU between the jobs of every engine and lane.
-const gate = new FirstAudioGate();
+const gate = config.firstAudioGate ? new FirstAudioGate() : undefined;
 const processors = { [JOB_NAMES.synthesize]: createSynthesizeProcessor({
   redis, engines, encoders, streamTtlS: config.streamTtlS, logger, metrics, maxStartedAttempts: config.maxStartedAttempts,
   batch, gate,
@@ -285,7 +285,7 @@ async function shutdown(signal: string) {
     logger.warn('grace period over; leaving remaining jobs to stall recovery');
     await within(Promise.all(all.map((w) => w.close(true))), 2000);
   }
-  gate.close(); // no job's processes stay stopped behind this worker
+  gate?.close(); // no job's processes stay stopped behind this worker
   encoders.close();
   await within(control.close(), 2000);
   await storage.close();

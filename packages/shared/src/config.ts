@@ -181,6 +181,11 @@ const WorkerEnv = CommonEnv.extend({
    * (removes ~15 ms of process start and voice load from first audio). 0 = off.
    */
   ESPEAK_POOL_SIZE: IntEnv(0, 16).default(1),
+  /**
+   * While a job waits for its first audio, stop (SIGSTOP) the child processes of streams ≥ 2 s ahead of their
+   * listeners and of batch items (apps/worker/src/processors/first-audio-gate.ts). false = niceness alone.
+   */
+  FIRST_AUDIO_GATE: BoolEnv.default(true),
   SHUTDOWN_GRACE_S: IntEnv(0, 3600).default(30),
   WORKER_ID: z.string().regex(/^[A-Za-z0-9_.-]+$/).optional(),
 });
@@ -348,6 +353,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     failoverPollMs: e.FAILOVER_POLL_MS,
     encoderPoolSize: e.ENCODER_POOL_SIZE,
     espeakPoolSize: e.ESPEAK_POOL_SIZE,
+    firstAudioGate: e.FIRST_AUDIO_GATE,
     shutdownGraceS: e.SHUTDOWN_GRACE_S,
     workerId: e.WORKER_ID,
     storage: storageConfig(e),
