@@ -13,6 +13,7 @@ import { EncoderPool } from './encoders/encoder-pool.ts';
 import { checkLame } from './encoders/lame-encoder.ts';
 import { createSynthesizeProcessor } from './processors/synthesize.ts';
 import { FirstAudioGate } from './processors/first-audio-gate.ts';
+import { Spawner } from './spawner/spawner.ts';
 import { CancelListener } from './cancel-listener.ts';
 import { terminateStream } from './stream/terminate-stream.ts';
 import { WorkerMetrics } from './metrics.ts';
@@ -41,6 +42,13 @@ const redis = createRedisClient(config.redis, 'worker', logger, connectionName);
 const subscriber = createRedisClient(config.redis, 'blocking', logger, connectionName);
 await waitForReady(redis, 30_000);
 
+// One per process: it shares out this machine's CPU between the jobs of every engine and lane, and times the warm
+// pools' process starts.
+const gate = config.firstAudioGate ? new FirstAudioGate() : undefined;
+const deferRefill = gate ? (refill: () => void) => gate.whenIdle(refill) : undefined;
+// espeak-ng and LAME start from a small helper process, so that no spawn blocks this event loop (spawner.ts).
+const spawner = new Spawner();
+
 // Engines load their models here, before the worker takes jobs. A missing or broken model file stops the worker
 // with one line naming the file.
 let engines: Map<string, TtsEngine>;
@@ -48,7 +56,7 @@ try {
   engines = await createEngines(config.engines, {
     modelsDir: config.modelsDir, executionProviders: config.executionProviders, intraOpThreads: config.intraOpThreads,
     inferenceBatchMax: config.inferenceBatchMax, inferenceBatchWaitMs: config.inferenceBatchWaitMs,
-    espeakPoolSize: config.espeakPoolSize,
+    espeakPoolSize: config.espeakPoolSize, deferRefill, spawn: spawner.spawn,
     bench: benchEngineOptionsFromEnv(process.env), warn: (message) => logger.warn(message),
   });
   await checkLame();
@@ -57,7 +65,7 @@ try {
   await new Promise((r) => setTimeout(r, 50)); // let the log line out
   process.exit(1);
 }
-const encoders = new EncoderPool(config.encoderPoolSize);
+const encoders = new EncoderPool(config.encoderPoolSize, { deferRefill, spawn: spawner.spawn });
 // Encoders take the engines' native PCM (they resample it), so they are kept warm at those rates.
 encoders.warm([...engines.values()].map((e) => e.sampleRate));
 const metrics = new WorkerMetrics();
@@ -73,8 +81,6 @@ const batch: BatchDeps = {
   onBatch: (status, seconds) => metrics.batchDuration.observe({ status }, seconds),
 };
 
-// One per process: it shares out this machine's CPU between the jobs of every engine and lane.
-const gate = config.firstAudioGate ? new FirstAudioGate() : undefined;
 const processors = { [JOB_NAMES.synthesize]: createSynthesizeProcessor({
   redis, engines, encoders, streamTtlS: config.streamTtlS, logger, metrics, maxStartedAttempts: config.maxStartedAttempts,
   batch, gate,
@@ -290,6 +296,7 @@ async function shutdown(signal: string) {
   await within(control.close(), 2000);
   await storage.close();
   for (const engine of engines.values()) await engine.close?.();
+  spawner.close();
   metricsServer?.close();
   await within(Promise.allSettled([redis.quit(), subscriber.quit()]), 2000);
   logger.info('worker stopped');

@@ -5,6 +5,8 @@ import type { FfmpegFormat } from './ffmpeg-args.ts';
 import { LameEncoder } from './lame-encoder.ts';
 import { RawEncoder } from './raw-encoder.ts';
 import { NICENESS } from '../processors/job-priority.ts';
+import type { DeferRefill } from '../processors/first-audio-gate.ts';
+import type { SpawnFn } from '../spawner/spawner.ts';
 
 const FFMPEG_FORMATS: readonly FfmpegFormat[] = ['mp3', 'opus', 'aac', 'flac'];
 
@@ -16,8 +18,9 @@ export const isProcessFormat = (format: AudioFormat): format is FfmpegFormat => 
 
 type ProcessEncoder = FfmpegEncoder | LameEncoder;
 
-function startEncoder(format: FfmpegFormat, niceness: number, inputRate: number): ProcessEncoder {
-  return format === 'mp3' ? new LameEncoder(niceness, inputRate) : new FfmpegEncoder(format, niceness, inputRate);
+/** `spawn` starts LAME (the worker's spawner helper); ffmpeg is started by fluent-ffmpeg itself. */
+function startEncoder(format: FfmpegFormat, niceness: number, inputRate: number, spawn?: SpawnFn): ProcessEncoder {
+  return format === 'mp3' ? new LameEncoder(niceness, inputRate, spawn) : new FfmpegEncoder(format, niceness, inputRate);
 }
 
 /**
@@ -30,10 +33,15 @@ function startEncoder(format: FfmpegFormat, niceness: number, inputRate: number)
 export class EncoderPool {
   readonly #size: number;
   readonly #idle = new Map<string, ProcessEncoder[]>();
+  readonly #deferRefill: DeferRefill;
+  readonly #spawn: SpawnFn | undefined;
   #closed = false;
 
-  constructor(size: number) {
+  /** `deferRefill`: when to start replacements (the first-audio gate's `whenIdle`; default: the next turn). */
+  constructor(size: number, opts: { deferRefill?: DeferRefill; spawn?: SpawnFn } = {}) {
     this.#size = size;
+    this.#deferRefill = opts.deferRefill ?? setImmediate;
+    this.#spawn = opts.spawn;
   }
 
   /** Fills every container's pool for these input rates (call at start-up with the engines' native rates). */
@@ -53,12 +61,12 @@ export class EncoderPool {
    */
   acquire(format: AudioFormat, background = false, inputRate = OUTPUT_SAMPLE_RATE): AudioEncoder {
     if (!isProcessFormat(format)) return new RawEncoder(format);
-    if (background) return startEncoder(format, NICENESS.batch, inputRate);
+    if (background) return startEncoder(format, NICENESS.batch, inputRate, this.#spawn);
     const idle = this.#idle.get(`${format}@${inputRate}`);
-    if (!idle) return startEncoder(format, 0, inputRate);
+    if (!idle) return startEncoder(format, 0, inputRate, this.#spawn);
     let encoder: ProcessEncoder | undefined;
     while ((encoder = idle.shift()) && !encoder.usable) encoder.destroy();
-    encoder ??= startEncoder(format, 0, inputRate);
+    encoder ??= startEncoder(format, 0, inputRate, this.#spawn);
     // Refill once the job that took it has its first bytes (or after REFILL_DELAY_MS): spawning forks the whole
     // worker and blocks its event loop for milliseconds (more on a busy host), which must not fall between a job's
     // engine start and its first byte.
@@ -67,17 +75,17 @@ export class EncoderPool {
       if (refilled) return;
       refilled = true;
       clearTimeout(timer);
-      this.#refill(format, inputRate);
+      this.#deferRefill(() => this.#refill(format, inputRate));
     };
     const timer = setTimeout(refill, REFILL_DELAY_MS);
-    encoder.onFirstOutput(() => setImmediate(refill));
+    encoder.onFirstOutput(refill);
     return encoder;
   }
 
   #refill(format: FfmpegFormat, rate: number) {
     if (this.#closed) return;
     const idle = this.#idle.get(`${format}@${rate}`)!;
-    while (idle.length < this.#size) idle.push(startEncoder(format, 0, rate));
+    while (idle.length < this.#size) idle.push(startEncoder(format, 0, rate, this.#spawn));
   }
 
   close(): void {

@@ -1,10 +1,10 @@
-import { execFile, spawn, type ChildProcessByStdio } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { setPriority } from 'node:os';
-import type { Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { OUTPUT_SAMPLE_RATE } from '@chorus/shared/audio-formats';
 import type { AudioEncoder, EncodedSink } from './audio-encoder.ts';
 import type { JobPriority } from '../processors/job-priority.ts';
+import { spawnHere, whenStarted, type SpawnFn, type Spawned } from '../spawner/spawner.ts';
 
 const LAME = 'lame';
 
@@ -44,21 +44,24 @@ export async function checkLame(): Promise<void> {
 export class LameEncoder implements AudioEncoder {
   readonly format = 'mp3' as const;
   readonly inputRate: number;
-  readonly #child: ChildProcessByStdio<Writable, Readable, Readable>;
+  readonly #child: Spawned;
   readonly #done: Promise<void>;
   #failure: Error | undefined;
   #destroyed = false;
 
-  constructor(niceness = 0, inputRate = OUTPUT_SAMPLE_RATE) {
+  /** `spawn`: how the process starts (the worker's spawner helper; default child_process.spawn). */
+  constructor(niceness = 0, inputRate = OUTPUT_SAMPLE_RATE, spawn: SpawnFn = spawnHere) {
     this.inputRate = inputRate;
-    const child = spawn(LAME, lameArgs(inputRate), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(LAME, lameArgs(inputRate));
     this.#child = child;
-    if (niceness > 0 && child.pid) {
-      try {
-        setPriority(child.pid, niceness);
-      } catch {
-        // not permitted here: it runs at normal priority, which is only slower for others
-      }
+    if (niceness > 0) {
+      whenStarted(child, (pid) => {
+        try {
+          setPriority(pid, niceness);
+        } catch {
+          // not permitted here: it runs at normal priority, which is only slower for others
+        }
+      });
     }
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
@@ -109,8 +112,9 @@ export class LameEncoder implements AudioEncoder {
   }
 
   adopt(priority: JobPriority): void {
-    if (!this.#child.pid) return;
-    const release = priority.adopt(this.#child.pid);
-    this.#done.then(release, release);
+    whenStarted(this.#child, (pid) => {
+      const release = priority.adopt(pid);
+      this.#done.then(release, release);
+    });
   }
 }

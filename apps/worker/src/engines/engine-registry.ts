@@ -5,6 +5,8 @@ import { BenchEngine, type BenchEngineOptions } from './bench-engine.ts';
 import { PiperEngine } from './piper-engine.ts';
 import { KokoroEngine } from './kokoro-engine.ts';
 import type { Device, OnnxOptions } from './onnx/session.ts';
+import type { DeferRefill } from '../processors/first-audio-gate.ts';
+import type { SpawnFn } from '../spawner/spawner.ts';
 
 /** What factories need; the worker builds it from its config (no factory reads process.env). */
 export interface EngineSettings {
@@ -15,6 +17,10 @@ export interface EngineSettings {
   inferenceBatchWaitMs: number;
   /** Warm espeak-ng processes per recently used argument set (ESPEAK_POOL_SIZE); absent or 0: none. */
   espeakPoolSize?: number;
+  /** When warm pools start replacements (the first-audio gate's `whenIdle`). */
+  deferRefill?: DeferRefill;
+  /** How espeak-ng processes start (the worker's spawner helper). */
+  spawn?: SpawnFn;
   bench: BenchEngineOptions;
   warn(message: string): void;
 }
@@ -26,7 +32,7 @@ const onnx = (s: EngineSettings): OnnxOptions => ({
 
 /** One factory per engine in KNOWN_ENGINES (the shared list is the source: a missing or extra one fails typecheck). */
 const FACTORIES: Record<KnownEngine, (s: EngineSettings) => TtsEngine> = {
-  espeak: (s) => new EspeakEngine('espeak-ng', { poolSize: s.espeakPoolSize }),
+  espeak: (s) => new EspeakEngine('espeak-ng', { poolSize: s.espeakPoolSize, deferRefill: s.deferRefill, spawn: s.spawn }),
   piper: (s) => new PiperEngine(s.modelsDir, onnx(s)),
   kokoro: (s) => new KokoroEngine(s.modelsDir, onnx(s)),
   /** Benchmark only (bench/worker-scaling.ts): sleeps BENCH_ENGINE_DELAY_MS per segment, then a tone. */

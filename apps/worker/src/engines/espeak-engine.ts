@@ -5,6 +5,8 @@ import { parseWavHeader } from '../audio/wav.ts';
 import { plainText } from './plain-text.ts';
 import type { JobPriority } from '../processors/job-priority.ts';
 import { EspeakPool, EspeakProcess } from './espeak-pool.ts';
+import type { DeferRefill } from '../processors/first-audio-gate.ts';
+import { spawnHere, type SpawnFn } from '../spawner/spawner.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -19,6 +21,10 @@ export interface EspeakOptions {
   poolSize?: number;
   /** Argument sets kept warm at most (default ESPEAK_POOL_KEYS). */
   poolKeys?: number;
+  /** When to start the pool's replacements (default: the next event-loop turn). */
+  deferRefill?: DeferRefill;
+  /** How processes start (the worker's spawner helper; default child_process.spawn). */
+  spawn?: SpawnFn;
 }
 
 /**
@@ -34,11 +40,13 @@ export class EspeakEngine implements TtsEngine {
   readonly speedRange = [MIN_RATE_WPM / DEFAULT_RATE_WPM, MAX_RATE_WPM / DEFAULT_RATE_WPM] as const;
   readonly #binary: string;
   readonly #pool: EspeakPool | undefined;
+  readonly #spawn: SpawnFn;
   #languages = new Set<string>();
 
   constructor(binary = 'espeak-ng', opts: EspeakOptions = {}) {
     this.#binary = binary;
-    this.#pool = opts.poolSize ? new EspeakPool(binary, opts.poolSize, opts.poolKeys) : undefined;
+    this.#spawn = opts.spawn ?? spawnHere;
+    this.#pool = opts.poolSize ? new EspeakPool(binary, opts.poolSize, opts.poolKeys, opts.deferRefill, opts.spawn) : undefined;
   }
 
   /** The warm processes, when kept. */
@@ -89,7 +97,7 @@ export class EspeakEngine implements TtsEngine {
   }
 
   synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer> {
-    return runEspeak(this.#binary, this.args(input), plainText(input.text), signal, input.priority, this.#pool);
+    return runEspeak(this.#binary, this.args(input), plainText(input.text), signal, input.priority, this.#pool, this.#spawn);
   }
 }
 
@@ -111,14 +119,19 @@ export async function* runEspeak(
   signal: AbortSignal,
   priority?: JobPriority,
   pool?: EspeakPool,
+  spawn: SpawnFn = spawnHere,
 ): AsyncGenerator<Buffer> {
   signal.throwIfAborted();
-  const proc = pool ? pool.acquire(args, priority) : new EspeakProcess(binary, args);
+  const proc = pool ? pool.acquire(args, priority) : new EspeakProcess(binary, args, spawn);
   const child = proc.child;
   const kill = () => proc.kill();
   signal.addEventListener('abort', kill, { once: true });
-  const release = priority?.adopt(proc.pid);
-  if (release) void proc.exited.then(release);
+  if (priority) {
+    proc.whenStarted((pid) => {
+      const release = priority.adopt(pid);
+      void proc.exited.then(release);
+    });
+  }
 
   try {
     child.stdin.end(`${text}\n`, 'utf8');

@@ -1,6 +1,6 @@
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import { spawnHere, whenStarted, type SpawnFn, type Spawned } from '../spawner/spawner.ts';
 import { NICENESS, type JobPriority } from '../processors/job-priority.ts';
+import type { DeferRefill } from '../processors/first-audio-gate.ts';
 
 /** Longest a used argument set waits for its replacement when the job that took it has no audio out yet. */
 const REFILL_DELAY_MS = 100;
@@ -9,17 +9,18 @@ export const ESPEAK_POOL_KEYS = 8;
 
 /** One espeak-ng process with piped stdio, started at construction; it waits on stdin for its text. */
 export class EspeakProcess {
-  readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
+  readonly child: Spawned;
   /** Settles when the process has exited or could not start (never rejects). */
   readonly exited: Promise<void>;
   /** Its exit status once its output is closed; rejects when it could not start. */
   readonly closed: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   #stderr = '';
   #exited = false;
+  #killed = false;
 
   /** `args` must hold only validated values: user text goes to stdin, never argv. */
-  constructor(binary: string, args: readonly string[]) {
-    this.child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  constructor(binary: string, args: readonly string[], spawn: SpawnFn = spawnHere) {
+    this.child = spawn(binary, args);
     this.child.stderr.setEncoding('utf8').on('data', (d: string) => (this.#stderr = (this.#stderr + d).slice(-2000)));
     this.exited = new Promise<void>((resolve) => {
       const done = () => {
@@ -49,11 +50,18 @@ export class EspeakProcess {
   /** Still running as far as this process knows (an exit not yet reported on the event loop is not seen). */
   get alive(): boolean {
     const c = this.child;
-    return !this.#exited && c.pid !== undefined && c.exitCode === null && c.signalCode === null && !c.killed;
+    return !this.#exited && !this.#killed && c.exitCode === null && c.signalCode === null;
   }
 
   kill(): void {
-    if (this.alive) this.child.kill('SIGKILL');
+    if (!this.alive) return;
+    this.#killed = true;
+    this.child.kill('SIGKILL');
+  }
+
+  /** Calls `fn` with its pid once it has one (a process started through the spawner learns it by message). */
+  whenStarted(fn: (pid: number) => void): void {
+    whenStarted(this.child, fn);
   }
 
   /** Kills it and closes its pipes: for a process nobody will read from. */
@@ -76,11 +84,18 @@ export class EspeakPool {
   readonly #binary: string;
   readonly #size: number;
   readonly #maxKeys: number;
+  readonly #deferRefill: DeferRefill;
+  readonly #spawn: SpawnFn;
   /** Idle processes per argument set, least recently used set first. */
   readonly #idle = new Map<string, EspeakProcess[]>();
   #closed = false;
 
-  constructor(binary: string, size: number, maxKeys = ESPEAK_POOL_KEYS) {
+  /** `deferRefill`: when to start replacements (the first-audio gate's `whenIdle`; default: the next turn). */
+  constructor(
+    binary: string, size: number, maxKeys = ESPEAK_POOL_KEYS, deferRefill: DeferRefill = setImmediate, spawn: SpawnFn = spawnHere,
+  ) {
+    this.#deferRefill = deferRefill;
+    this.#spawn = spawn;
     this.#binary = binary;
     this.#size = size;
     this.#maxKeys = Math.max(1, maxKeys);
@@ -93,12 +108,12 @@ export class EspeakPool {
    */
   acquire(args: readonly string[], priority?: JobPriority): EspeakProcess {
     const background = priority !== undefined && priority.niceness > NICENESS.firstAudio;
-    if (background || this.#size === 0 || this.#closed) return new EspeakProcess(this.#binary, args);
+    if (background || this.#size === 0 || this.#closed) return new EspeakProcess(this.#binary, args, this.#spawn);
     const key = args.join('\0');
     const idle = this.#touch(key);
     let proc: EspeakProcess | undefined;
     while ((proc = idle.shift()) && !proc.alive) proc.discard();
-    proc ??= new EspeakProcess(this.#binary, args);
+    proc ??= new EspeakProcess(this.#binary, args, this.#spawn);
     // Refill once the job that took it has its first audio out (or after REFILL_DELAY_MS): spawning forks the
     // whole worker and blocks its event loop for milliseconds, which must not fall before a job's first byte.
     let refilled = false;
@@ -106,10 +121,10 @@ export class EspeakPool {
       if (refilled) return;
       refilled = true;
       clearTimeout(timer);
-      this.#refill(key, args);
+      this.#deferRefill(() => this.#refill(key, args));
     };
     const timer = setTimeout(refill, REFILL_DELAY_MS);
-    priority?.onRaise(() => setImmediate(refill));
+    priority?.onRaise(refill);
     return proc;
   }
 
@@ -135,7 +150,7 @@ export class EspeakPool {
     const idle = this.#idle.get(key);
     if (this.#closed || !idle) return; // closed, or its args were dropped meanwhile
     while (idle.length < this.#size) {
-      const proc = new EspeakProcess(this.#binary, args);
+      const proc = new EspeakProcess(this.#binary, args, this.#spawn);
       idle.push(proc);
       // One that dies while idle leaves the pool at once (the next realtime use of these args refills it).
       void proc.exited.then(() => {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FirstAudioGate, MAX_FIRST_AUDIO_MS, MIN_AHEAD_S } from './first-audio-gate.ts';
+import { FirstAudioGate, MAX_FIRST_AUDIO_MS, MIN_AHEAD_S, REFILL_MAX_DELAY_MS } from './first-audio-gate.ts';
 import { JobPriority } from './job-priority.ts';
 
 /** The process's scheduler state from /proc: 'T' = stopped, 'S'/'R' = running or sleeping. */
@@ -101,5 +101,27 @@ describe('FirstAudioGate (real processes, SIGSTOP/SIGCONT)', () => {
     expect(await becomes(streaming.pid, true)).toBe(true);
     gate.close();
     expect(await becomes(streaming.pid, false)).toBe(true);
+  });
+
+  it('holds a pool refill (a fork) while a job waits for first audio, and runs it once none waits or after its limit', async () => {
+    const gate = new FirstAudioGate();
+    let ran = 0;
+    gate.whenIdle(() => ran++);
+    await sleep(5);
+    expect(ran).toBe(1); // nobody waits: next turn
+
+    const done = gate.waitForFirstAudio(new JobPriority());
+    gate.whenIdle(() => ran++);
+    await sleep(5);
+    expect(ran).toBe(1); // held
+    done();
+    await sleep(5);
+    expect(ran).toBe(2);
+
+    gate.waitForFirstAudio(new JobPriority()); // never gets audio
+    const t0 = performance.now();
+    const late = new Promise<number>((resolve) => gate.whenIdle(() => resolve(performance.now() - t0)));
+    expect(await late).toBeGreaterThanOrEqual(REFILL_MAX_DELAY_MS - 5);
+    gate.close();
   });
 });

@@ -6,6 +6,11 @@ export const MIN_AHEAD_S = 2;
 export const MAX_FIRST_AUDIO_MS = 5_000;
 /** How often the gate looks again while it holds jobs stopped (their lead shrinks as their listeners play). */
 const RECHECK_MS = 50;
+/** Longest a deferred pool refill waits for a moment when no job waits for first audio. */
+export const REFILL_MAX_DELAY_MS = 250;
+
+/** Runs a warm pool's refill (process starts) at a moment that delays no job's first audio. */
+export type DeferRefill = (refill: () => void) => void;
 
 interface Streaming {
   priority: JobPriority;
@@ -27,6 +32,7 @@ export class FirstAudioGate {
   readonly #waiting = new Map<JobPriority, number>();
   readonly #streaming = new Set<Streaming>();
   readonly #maxFirstAudioMs: number;
+  readonly #deferred = new Set<{ run(): void }>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(opts: { maxFirstAudioMs?: number } = {}) {
@@ -54,6 +60,28 @@ export class FirstAudioGate {
     };
   }
 
+  /**
+   * Runs `refill` once no job waits for its first audio, or after REFILL_MAX_DELAY_MS. Starting a process forks the
+   * whole worker (Node spawns by fork + exec), blocking its event loop for several milliseconds at ~150 MB RSS and
+   * more on a busy host (bench/profile.ts: `ChildProcess.spawn` was a third of the worker's busy time); a job
+   * waiting for its first audio needs that event loop.
+   */
+  whenIdle(refill: () => void): void {
+    if (this.#waiting.size === 0) {
+      setImmediate(refill);
+      return;
+    }
+    const entry = {
+      timer: setTimeout(() => entry.run(), REFILL_MAX_DELAY_MS).unref(),
+      run: () => {
+        if (!this.#deferred.delete(entry)) return;
+        clearTimeout(entry.timer);
+        refill();
+      },
+    };
+    this.#deferred.add(entry);
+  }
+
   /** Jobs stopped now (for tests and logs). */
   get pausedCount(): number {
     let n = 0;
@@ -65,6 +93,7 @@ export class FirstAudioGate {
     const now = performance.now();
     for (const [p, since] of this.#waiting) if (now - since > this.#maxFirstAudioMs) this.#waiting.delete(p);
     const someoneWaits = this.#waiting.size > 0;
+    if (!someoneWaits) for (const d of this.#deferred) setImmediate(() => d.run());
     let held = false;
     for (const s of this.#streaming) {
       if (someoneWaits && !this.#waiting.has(s.priority) && s.ahead() >= MIN_AHEAD_S) {
@@ -82,6 +111,7 @@ export class FirstAudioGate {
   close(): void {
     clearTimeout(this.#timer);
     this.#waiting.clear();
+    for (const d of this.#deferred) d.run();
     for (const s of this.#streaming) s.priority.resume();
     this.#streaming.clear();
   }
