@@ -85,7 +85,7 @@ describe('Spawner (a helper process starts the children; stdio sockets come back
     // the orphan was killed, not left running (gone, or a zombie waiting for init)
     const stateOf = (p: number) => {
       try {
-        return readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
+        return readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '')[0] ?? 'gone';
       } catch {
         return 'gone';
       }
