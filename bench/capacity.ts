@@ -23,7 +23,7 @@ import { AGENT, speech, speechBody, type SpeechResult } from './lib/http-client.
 import { closedLoop, sleep } from './lib/load.ts';
 import { isMain } from './lib/main.ts';
 import { PCM_BYTES_PER_SEC } from './lib/playback.ts';
-import { cpuMs, rssBytes } from './lib/processes.ts';
+import { cpuMs, rssBytes, treeCpuMs } from './lib/processes.ts';
 import { QUICK, markStart, printTable, writeResults } from './lib/report.ts';
 import { BenchStack } from './lib/stack.ts';
 import { median, round } from './lib/stats.ts';
@@ -76,7 +76,7 @@ interface Delta {
 }
 
 async function measure(stack: BenchStack, run: () => Promise<void>): Promise<Delta> {
-  const workerCpu = () => stack.workers.reduce((a, w) => a + (w.process.exitCode === null ? cpuMs(w.pid, { children: true }) : 0), 0);
+  const workerCpu = () => stack.workers.reduce((a, w) => a + (w.process.exitCode === null ? treeCpuMs(w.pid) : 0), 0);
   const r0 = await redisSnap(stack);
   const c0 = { api: cpuMs(stack.api.pid), worker: workerCpu(), redis: cpuMs(stack.redisServer.child.pid) };
   const t0 = performance.now();

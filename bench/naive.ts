@@ -18,7 +18,7 @@ import { defaultWorkerConcurrency } from '@chorus/shared';
 import { AGENT, speech, speechBody, type SpeechResult } from './lib/http-client.ts';
 import { closedLoop } from './lib/load.ts';
 import { isMain } from './lib/main.ts';
-import { cpuMs, startChild, type Child } from './lib/processes.ts';
+import { cpuMs, startChild, treeCpuMs, type Child } from './lib/processes.ts';
 import { QUICK, markStart, printTable, verdicts, writeResults } from './lib/report.ts';
 import { BenchStack, ROOT } from './lib/stack.ts';
 import { median, percentile, round } from './lib/stats.ts';
@@ -83,7 +83,7 @@ export async function runNaive(opts: NaiveOptions = {}) {
       if (!stack) return { server: cpuMs(naivePid), 'server children': cpuMs(naivePid, { children: true }) - cpuMs(naivePid), client: cpuMs('self') };
       const worker = stack.workers[0]!.pid;
       return {
-        api: cpuMs(stack.api.pid), worker: cpuMs(worker), 'worker children': cpuMs(worker, { children: true }) - cpuMs(worker),
+        api: cpuMs(stack.api.pid), worker: cpuMs(worker), 'worker children': treeCpuMs(worker) - cpuMs(worker),
         redis: cpuMs(stack.redisServer.child.pid), client: cpuMs('self'),
       };
     };

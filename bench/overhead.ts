@@ -11,7 +11,7 @@ import { DirectPipeline, alloySpeaker, naivePipeline } from './lib/direct.ts';
 import { AGENT, speech, speechBody, type SpeechResult } from './lib/http-client.ts';
 import { closedLoop } from './lib/load.ts';
 import { QUICK, markStart, printTable, verdicts, writeResults } from './lib/report.ts';
-import { cpuMs } from './lib/processes.ts';
+import { cpuMs, treeCpuMs } from './lib/processes.ts';
 import { BenchStack } from './lib/stack.ts';
 import { median, round, summarize } from './lib/stats.ts';
 import { PARAGRAPH_300 } from './lib/texts.ts';
@@ -46,7 +46,7 @@ function cpuByProcess(stack: BenchStack): Record<string, number> {
     'espeak-ng + ffmpeg (bench process)': cpuMs('self', { children: true }) - cpuMs('self'),
     api: cpuMs(stack.api.pid),
     worker: cpuMs(worker),
-    'espeak-ng + ffmpeg (worker)': cpuMs(worker, { children: true }) - cpuMs(worker),
+    'espeak-ng, encoders, spawner (worker)': treeCpuMs(worker) - cpuMs(worker),
     redis: cpuMs(stack.redisServer.child.pid),
   };
 }

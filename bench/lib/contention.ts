@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { treeCpuMs } from './processes.ts';
 
 /*
  * How much of the machine other people's processes used while a benchmark ran. The load average cannot say:
@@ -15,34 +16,6 @@ function systemBusyMs(): number {
   // user nice system idle iowait irq softirq steal ...: everything but idle and iowait.
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = cpu;
   return (user + nice + system + irq + softirq + steal) * TICK_MS;
-}
-
-/** CPU (ms) of `root` and its live descendants, each including the children it has reaped. */
-function treeCpuMs(root: number): number {
-  const stats = new Map<number, { ppid: number; cpu: number }>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-      stats.set(Number(name), { ppid: f[1]!, cpu: (f[11]! + f[12]! + f[13]! + f[14]!) * TICK_MS });
-    } catch {
-      // exited while we looked
-    }
-  }
-  const inTree = new Set([root]);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [pid, s] of stats) {
-      if (!inTree.has(pid) && inTree.has(s.ppid)) {
-        inTree.add(pid);
-        grew = true;
-      }
-    }
-  }
-  let total = 0;
-  for (const pid of inTree) total += stats.get(pid)?.cpu ?? 0;
-  return total;
 }
 
 export interface CpuSnapshot {

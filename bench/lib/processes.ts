@@ -116,6 +116,38 @@ export function cpuMs(pid: number | 'self', opts: { children?: boolean } = {}): 
 }
 
 /**
+ * CPU (ms) of `root` and its live descendants, each including the children it has reaped. The worker's espeak-ng
+ * and LAME are children of its spawner helper (alive for the worker's whole life), so `cpuMs(worker, { children:
+ * true })` alone misses them. A subtree whose parent was SIGKILLed is reaped by init and drops out.
+ */
+export function treeCpuMs(root: number): number {
+  const stats = new Map<number, { ppid: number; cpu: number }>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+      stats.set(Number(name), { ppid: f[1]!, cpu: (f[11]! + f[12]! + f[13]! + f[14]!) * 10 });
+    } catch {
+      // exited while we looked
+    }
+  }
+  const inTree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, s] of stats) {
+      if (!inTree.has(pid) && inTree.has(s.ppid)) {
+        inTree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  let total = 0;
+  for (const pid of inTree) total += stats.get(pid)?.cpu ?? 0;
+  return total;
+}
+
+/**
  * TCP connections that process `pid` holds to `remotePort` on this host: its socket fds matched against
  * /proc/net/tcp by inode. Counts the API's own Redis connections without relying on connection names (the
  * workers use the same names).
