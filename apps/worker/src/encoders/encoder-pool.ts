@@ -5,13 +5,11 @@ import type { FfmpegFormat } from './ffmpeg-args.ts';
 import { LameEncoder } from './lame-encoder.ts';
 import { RawEncoder } from './raw-encoder.ts';
 import { NICENESS } from '../processors/job-priority.ts';
-import type { DeferRefill } from '../processors/first-audio-gate.ts';
+import { refillOnce, type DeferRefill } from '../processors/first-audio-gate.ts';
 import type { SpawnFn } from '../spawner/spawner.ts';
 
 const FFMPEG_FORMATS: readonly FfmpegFormat[] = ['mp3', 'opus', 'aac', 'flac'];
 
-/** Longest a used warm encoder waits for its replacement when the job that took it has no output yet. */
-const REFILL_DELAY_MS = 100;
 
 /** Formats encoded by a child process (LAME for mp3, ffmpeg for the rest), which resamples the engine's PCM itself. */
 export const isProcessFormat = (format: AudioFormat): format is FfmpegFormat => format !== 'wav' && format !== 'pcm';
@@ -67,18 +65,7 @@ export class EncoderPool {
     let encoder: ProcessEncoder | undefined;
     while ((encoder = idle.shift()) && !encoder.usable) encoder.destroy();
     encoder ??= startEncoder(format, 0, inputRate, this.#spawn);
-    // Refill once the job that took it has its first bytes (or after REFILL_DELAY_MS): spawning forks the whole
-    // worker and blocks its event loop for milliseconds (more on a busy host), which must not fall between a job's
-    // engine start and its first byte.
-    let refilled = false;
-    const refill = () => {
-      if (refilled) return;
-      refilled = true;
-      clearTimeout(timer);
-      this.#deferRefill(() => this.#refill(format, inputRate));
-    };
-    const timer = setTimeout(refill, REFILL_DELAY_MS);
-    encoder.onFirstOutput(refill);
+    refillOnce((fn) => encoder.onFirstOutput(fn), () => this.#refill(format, inputRate), this.#deferRefill);
     return encoder;
   }
 

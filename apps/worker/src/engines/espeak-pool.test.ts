@@ -50,7 +50,7 @@ async function until(check: () => boolean, what: string, timeoutMs = 10_000): Pr
     await new Promise((r) => setTimeout(r, 10));
   }
 }
-/** After a realtime run the pool refills its args (at the latest REFILL_DELAY_MS later). */
+/** After a realtime run the pool refills its args (at the latest the 100 ms refill delay later). */
 const warmFor = (pool: EspeakPool, args = ARGS) => until(() => pool.idlePids(args).length === 1, `a warm process for ${args.join(' ')}`);
 
 let pools: EspeakPool[] = [];
@@ -155,7 +155,7 @@ describe('EspeakPool', () => {
     expect(running(warm!)).toBe(true);
     // Batch args are not kept warm.
     await pooled(pool, TEXTS[1]!, argsAt(200), new Recording(NICENESS.batch));
-    await new Promise((r) => setTimeout(r, 300)); // past REFILL_DELAY_MS: nothing is refilled for it
+    await new Promise((r) => setTimeout(r, 300)); // past the 100 ms refill delay: nothing is refilled for it
     expect(pool.idlePids(argsAt(200))).toEqual([]);
   });
 

@@ -1,9 +1,7 @@
 import { spawnHere, whenStarted, type SpawnFn, type Spawned } from '../spawner/spawner.ts';
 import { NICENESS, type JobPriority } from '../processors/job-priority.ts';
-import type { DeferRefill } from '../processors/first-audio-gate.ts';
+import { refillOnce, type DeferRefill } from '../processors/first-audio-gate.ts';
 
-/** Longest a used argument set waits for its replacement when the job that took it has no audio out yet. */
-const REFILL_DELAY_MS = 100;
 /** Argument sets (voice, rate, pitch) kept warm at most; the least recently used one beyond it is dropped. */
 export const ESPEAK_POOL_KEYS = 8;
 
@@ -114,17 +112,8 @@ export class EspeakPool {
     let proc: EspeakProcess | undefined;
     while ((proc = idle.shift()) && !proc.alive) proc.discard();
     proc ??= new EspeakProcess(this.#binary, args, this.#spawn);
-    // Refill once the job that took it has its first audio out (or after REFILL_DELAY_MS): spawning forks the
-    // whole worker and blocks its event loop for milliseconds, which must not fall before a job's first byte.
-    let refilled = false;
-    const refill = () => {
-      if (refilled) return;
-      refilled = true;
-      clearTimeout(timer);
-      this.#deferRefill(() => this.#refill(key, args));
-    };
-    const timer = setTimeout(refill, REFILL_DELAY_MS);
-    priority?.onRaise(refill);
+    // Refilled once the job that took it has its first audio out (its niceness is raised then).
+    refillOnce((fn) => priority?.onRaise(fn), () => this.#refill(key, args), this.#deferRefill);
     return proc;
   }
 

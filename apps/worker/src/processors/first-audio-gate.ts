@@ -12,6 +12,26 @@ export const REFILL_MAX_DELAY_MS = 250;
 /** Runs a warm pool's refill (process starts) at a moment that delays no job's first audio. */
 export type DeferRefill = (refill: () => void) => void;
 
+/** Longest a used warm process waits for its replacement when the job that took it has no first audio yet. */
+const REFILL_AFTER_MS = 100;
+
+/**
+ * For a warm pool that just handed out a process: `refill` once, when the taker's first audio is out
+ * (`onFirstAudio`) or REFILL_AFTER_MS have passed, whichever comes first, through `defer`. Starting a process
+ * forks the worker, which must not fall between a job's start and its first byte.
+ */
+export function refillOnce(onFirstAudio: (fn: () => void) => void, refill: () => void, defer: DeferRefill): void {
+  let done = false;
+  const once = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    defer(refill);
+  };
+  const timer = setTimeout(once, REFILL_AFTER_MS);
+  onFirstAudio(once);
+}
+
 interface Streaming {
   priority: JobPriority;
   /** Seconds of audio the job's listener has and has not played yet (Infinity: nobody listens, a batch item). */

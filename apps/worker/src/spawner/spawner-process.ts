@@ -18,6 +18,7 @@ function reply(message: SpawnerReply, handle?: Writable | Readable): void {
 }
 
 function start(id: number, command: string, args: string[]): void {
+  if (!process.connected) quit();
   let child: ChildProcessByStdio<Writable, Readable, Readable>;
   try {
     child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -47,9 +48,18 @@ process.on('message', (message: SpawnerRequest) => {
   else if (message.t === 'sync') reply({ t: 'synced', id: message.id });
 });
 
-process.on('disconnect', () => {
+/** The worker is gone: nothing started here may outlive it. */
+function quit(): never {
   for (const child of children.values()) child.kill('SIGKILL');
   process.exit(0);
-});
+}
+
+process.on('disconnect', quit);
+// The worker may have died while this process was still loading (before the listener above existed): then no
+// 'disconnect' comes. Checked now and every second after.
+if (!process.connected) quit();
+setInterval(() => {
+  if (!process.connected) quit();
+}, 1000).unref();
 
 reply({ t: 'ready', id: 0 });

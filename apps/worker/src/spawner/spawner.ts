@@ -65,7 +65,7 @@ export class Spawner {
   #ensure(): ChildProcess {
     if (this.#process?.connected) return this.#process;
     // The helper is TypeScript like the rest of the worker: it runs through tsx whatever this process was started with.
-    const helper = fork(SPAWNER_MAIN, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--import', 'tsx'] });
+    const helper = fork(SPAWNER_MAIN, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: ['--import', 'tsx'] });
     this.#process = helper;
     helper.on('message', (message: SpawnerReply, handle?: Socket) => this.#onReply(helper, message, handle));
     helper.once('exit', () => {
