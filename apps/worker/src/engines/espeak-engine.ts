@@ -6,7 +6,7 @@ import { plainText } from './plain-text.ts';
 import type { JobPriority } from '../processors/job-priority.ts';
 import { EspeakPool, EspeakProcess } from './espeak-pool.ts';
 import type { DeferRefill } from '../processors/first-audio-gate.ts';
-import { spawnHere, type SpawnFn } from '../spawner/spawner.ts';
+import type { SpawnFn } from '../spawner/spawner.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -39,24 +39,23 @@ export class EspeakEngine implements TtsEngine {
   readonly wholeText = true;
   readonly speedRange = [MIN_RATE_WPM / DEFAULT_RATE_WPM, MAX_RATE_WPM / DEFAULT_RATE_WPM] as const;
   readonly #binary: string;
-  readonly #pool: EspeakPool | undefined;
-  readonly #spawn: SpawnFn;
+  readonly #pool: EspeakPool;
   #languages = new Set<string>();
 
   constructor(binary = 'espeak-ng', opts: EspeakOptions = {}) {
     this.#binary = binary;
-    this.#spawn = opts.spawn ?? spawnHere;
-    this.#pool = opts.poolSize ? new EspeakPool(binary, opts.poolSize, opts.poolKeys, opts.deferRefill, opts.spawn) : undefined;
+    // Size 0: no warm processes, every run starts its own (through `spawn` all the same).
+    this.#pool = new EspeakPool(binary, opts.poolSize ?? 0, opts.poolKeys, opts.deferRefill, opts.spawn);
   }
 
-  /** The warm processes, when kept. */
-  get pool(): EspeakPool | undefined {
+  /** Where its processes come from (warm ones when `poolSize` > 0). */
+  get pool(): EspeakPool {
     return this.#pool;
   }
 
   /** Kills the idle warm processes. */
   async close(): Promise<void> {
-    this.#pool?.close();
+    this.#pool.close();
   }
 
   /** Always the CPU; its voices are the voices file's speakers, so none are listed as loaded. */
@@ -97,7 +96,7 @@ export class EspeakEngine implements TtsEngine {
   }
 
   synthesize(input: SynthesisInput, signal: AbortSignal): AsyncIterable<Buffer> {
-    return runEspeak(this.#binary, this.args(input), plainText(input.text), signal, input.priority, this.#pool, this.#spawn);
+    return runEspeak(this.#binary, this.args(input), plainText(input.text), signal, input.priority, this.#pool);
   }
 }
 
@@ -119,10 +118,9 @@ export async function* runEspeak(
   signal: AbortSignal,
   priority?: JobPriority,
   pool?: EspeakPool,
-  spawn: SpawnFn = spawnHere,
 ): AsyncGenerator<Buffer> {
   signal.throwIfAborted();
-  const proc = pool ? pool.acquire(args, priority) : new EspeakProcess(binary, args, spawn);
+  const proc = pool ? pool.acquire(args, priority) : new EspeakProcess(binary, args);
   const child = proc.child;
   const kill = () => proc.kill();
   signal.addEventListener('abort', kill, { once: true });

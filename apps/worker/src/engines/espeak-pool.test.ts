@@ -90,16 +90,16 @@ describe('EspeakPool', () => {
       collect(engine.synthesize({ text: TEXTS[0]!, speaker, speed: 1, priority }, never()));
     const args = engine.args({ text: '', speaker, speed: 1 });
     await speak(new Recording());
-    await warmFor(engine.pool!, args);
-    const [warm] = engine.pool!.idlePids(args);
+    await warmFor(engine.pool, args);
+    const [warm] = engine.pool.idlePids(args);
     const second = new Recording();
     expect((await speak(second)).equals(await fresh(TEXTS[0]!, args))).toBe(true);
     expect(second.pids).toEqual([warm]);
-    await warmFor(engine.pool!, args);
-    const [idle] = engine.pool!.idlePids(args);
+    await warmFor(engine.pool, args);
+    const [idle] = engine.pool.idlePids(args);
     await engine.close();
     await until(() => !running(idle!), 'the idle process to be killed');
-    expect(engine.pool!.idlePids(args)).toEqual([]);
+    expect(engine.pool.idlePids(args)).toEqual([]);
   });
 
   it('a warm process that died while idle is not handed out; the run still succeeds', async () => {

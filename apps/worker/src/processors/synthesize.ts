@@ -146,7 +146,6 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     // Full CPU priority until the listener has new audio, then behind jobs that have none yet (job-priority.ts).
     const priority = new JobPriority(background ? NICENESS.batch : NICENESS.firstAudio);
     encoder.adopt?.(priority);
-    if (!background && !deps.gate) writer.onFirstChunk?.(() => priority.raise(NICENESS.streaming));
 
     // The audio limit, on the PCM the client gets (after tempo): the job fails as soon as its audio passes it,
     // whatever the text (4,095 ideographs at speed 0.25 would be hours). Counted before the encoder sees the
@@ -157,15 +156,15 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     let tooLong: ChorusError | undefined;
     // Until its first audio a realtime job has the CPU of streams that are well ahead (first-audio-gate.ts); then it
     // is one of them, ahead by the audio it made since its first bytes minus the time since. Batch items always are.
-    let leaveGate = () => {};
     const gate = deps.gate;
-    if (gate && background) leaveGate = gate.streaming(priority, () => Infinity);
-    else if (gate) {
-      leaveGate = gate.waitForFirstAudio(priority);
-      const audioS = () => audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
+    let leaveGate = () => {};
+    if (gate) leaveGate = background ? gate.streaming(priority, () => Infinity) : gate.waitForFirstAudio(priority);
+    if (!background) {
       writer.onFirstChunk?.(() => {
         priority.raise(NICENESS.streaming);
+        if (!gate) return;
         leaveGate();
+        const audioS = () => audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
         const atFirst = { s: audioS(), ms: performance.now() };
         leaveGate = gate.streaming(priority, () => audioS() - atFirst.s - (performance.now() - atFirst.ms) / 1000);
       });
