@@ -117,7 +117,7 @@ export async function runAdmission(out?: string) {
         ['503 queue_timeout', rows.queueTimeout.n, rows.queueTimeout.answerP50, '', 'answer time = whole request'],
         ['other errors', other, '', '', ''],
       ]);
-    printTable('Where the first byte goes (p50 ms; clocks of one machine, ms resolution)',
+    printTable('Where the first byte goes (p50 / p95 ms; clocks of one machine, ms resolution)',
       ['requests', 'API: sent → enqueued', 'queue: enqueued → started', 'worker: started → first audio record', 'relay: record → client'],
       (['unloaded', 'accepted'] as const).map((k) => [k, stages[k].api, stages[k].queue, stages[k].worker, stages[k].relay]));
     const targets = verdicts([
@@ -139,7 +139,7 @@ if (isMain(import.meta.url)) await runAdmission(arg('out'));
 /**
  * Each request's first byte cut into stages, from timestamps on one clock: the client's send time, BullMQ's
  * `timestamp` (enqueued) and `processedOn` (a worker started it), the millisecond in the id of the job's first
- * audio record on its stream (Redis's clock, the same machine's), and the client's first byte. p50 of each.
+ * audio record on its stream (Redis's clock, the same machine's), and the client's first byte. p50 and p95 of each.
  */
 async function firstByteStages(stack: BenchStack, results: SpeechResult[]) {
   const api: number[] = [], queue: number[] = [], worker: number[] = [], relay: number[] = [];
@@ -156,6 +156,6 @@ async function firstByteStages(stack: BenchStack, results: SpeechResult[]) {
     worker.push(recordMs - job.processedOn);
     relay.push(r.sentAtEpochMs + r.ttfbMs - recordMs);
   }
-  const p50 = (xs: number[]) => round(percentile(xs, 50));
-  return { n: api.length, api: p50(api), queue: p50(queue), worker: p50(worker), relay: p50(relay) };
+  const p = (xs: number[]) => `${round(percentile(xs, 50))} / ${round(percentile(xs, 95))}`;
+  return { n: api.length, api: p(api), queue: p(queue), worker: p(worker), relay: p(relay) };
 }

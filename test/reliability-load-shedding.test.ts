@@ -70,6 +70,14 @@ async function timed(input: string) {
   };
 }
 
+/** chorus_admissions_total by outcome, from the stack's API. */
+async function admissions(): Promise<Record<string, number>> {
+  const text = await (await fetch(`${stack.baseUrl}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^chorus_admissions_total\{outcome="(\w+)"\} (\d+)/gm)) out[m[1]!] = Number(m[2]);
+  return out;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
 /** Forget the recorded starts: each test builds the rate it needs. */
@@ -95,6 +103,7 @@ describe('load shedding', () => {
     const unloadedJob = median(unloaded.map((r) => r.doneMs));
 
     // Overload: 30 requests 30 ms apart (open loop) on one slot that serves one of them every unloadedJob ms.
+    const outcomesBefore = await admissions();
     const pending = [];
     for (let i = 0; i < 30; i++) {
       pending.push(timed(MEDIUM));
@@ -115,6 +124,14 @@ describe('load shedding', () => {
 
     // Everything was either served or refused at once: no 503 queue_timeout, no request left waiting.
     expect(accepted.length + shed.length).toBe(30);
+    // The slot a job frees goes to the request waiting for it as its terminal record arrives (not after a fixed
+    // pause); the older waiting request is refused as soon as a newer one comes (displaced).
+    const outcomes = await admissions();
+    const delta = (k: string) => (outcomes[k] ?? 0) - (outcomesBefore[k] ?? 0);
+    expect(delta('freed_slot')).toBeGreaterThanOrEqual(1);
+    expect(delta('displaced')).toBeGreaterThanOrEqual(1);
+    expect(delta('free_slot') + delta('freed_slot') + delta('second_look')).toBe(accepted.length);
+    expect(delta('displaced') + delta('refused')).toBe(shed.length);
     expect(accepted.length).toBeGreaterThanOrEqual(1);
     expect(shed.length).toBeGreaterThanOrEqual(15);
     for (const r of shed) {

@@ -45,6 +45,13 @@ export class ApiMetrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+  /** How each realtime request's admission ended (services/queue-admission.ts, AdmissionOutcome). */
+  readonly admissions = new Counter({
+    name: 'chorus_admissions_total',
+    help: 'Realtime requests by admission outcome: free_slot, freed_slot (handed a slot this replica saw come free), second_look, displaced, refused',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
   readonly streamFailures = new Counter({
     name: 'chorus_stream_failures_total',
     help: 'Streams that failed after audio had been sent, by code',

@@ -50,10 +50,12 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     const relayId = randomBytes(8).toString('hex');
     const hub = new StreamHub(blocking, redis, keys.wakeStream(relayId), app.log, config.streamTtlS);
     const directory = new WorkerDirectory(redis, keys);
+    const metrics = new ApiMetrics();
     const speech = new SpeechService({
       redis, keys, relayId, hub, directory, models, voices, maxQueueDepth: config.maxQueueDepth,
       maxQueueWaitMs: config.maxQueueWaitMs, queueTimeoutS: config.queueTimeoutS,
       maxAudioSeconds: config.maxAudioSeconds,
+      onAdmission: (outcome) => metrics.admissions.inc({ outcome }),
       replicaAck: config.redis.sentinels || config.redis.clusterNodes
         ? new ReplicaAck(redis, app.log, keys.bullPrefix())
         : undefined,
@@ -71,7 +73,6 @@ export const servicesPlugin = fp<{ config: ApiConfig }>(
     app.decorate('identity', new ClientIdentity({
       apiKeys: config.apiKeys, adminApiKey: config.adminApiKey, redis, secretKey: keys.identitySecret(),
     }));
-    const metrics = new ApiMetrics();
     const queueDepth = new QueueDepthExporter({
       redis, leaseKey: keys.metricsLeader(), engines: models.engines, queue: (e, lane) => speech.queue(e, lane), log: app.log,
     });

@@ -32,6 +32,7 @@ export class JobStream implements AsyncIterable<StreamEntry> {
   #paused = false;
   /** Container offset of the next byte this reader needs; undefined when it did not read from the start. */
   #nextOffset: number | undefined;
+  #onEnded: (() => void) | undefined;
   readonly #onClose: (s: JobStream) => void;
   readonly #onDrained: () => void;
 
@@ -55,6 +56,11 @@ export class JobStream implements AsyncIterable<StreamEntry> {
   /** Terminal record received, failed, or closed by its reader: nothing more will come. */
   get settled(): boolean {
     return this.#ended || this.#closed || this.#failure !== undefined;
+  }
+
+  /** `fn` runs once when the terminal record arrives (not when the reader closes the stream or it fails). */
+  onEnded(fn: () => void): void {
+    this.#onEnded = fn;
   }
 
   /** Called by the hub with entries newer than `lastId`. */
@@ -82,7 +88,10 @@ export class JobStream implements AsyncIterable<StreamEntry> {
       }
       this.#buffer.push(entry);
       if (entry.record.type === 'audio') this.#bufferedBytes += entry.record.data.length;
-      if (isTerminal(entry.record)) this.#ended = true;
+      if (isTerminal(entry.record)) {
+        this.#ended = true;
+        this.#onEnded?.();
+      }
     }
     if (this.#bufferedBytes >= HIGH_WATER_BYTES) this.#paused = true;
     this.#wake();

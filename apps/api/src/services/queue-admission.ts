@@ -16,8 +16,24 @@ const RATE_CACHE_MS = 200;
 export const TIMEOUT_SHARE = 0.8;
 /** Retry-After of a refusal by MAX_QUEUE_DEPTH. */
 const DEPTH_RETRY_S = 1;
-/** How long after its last byte a finished job may still count as active in BullMQ (a second look waits this). */
-const FINISHING_MS = 50;
+/**
+ * How long after its last byte a finished job may still count as active in BullMQ: how long a request with every slot
+ * busy and nothing queued waits for a slot to come free before it looks again, and how long a freed slot is held.
+ */
+export const FINISHING_MS = 50;
+
+/** How an admission ended (`chorus_admissions_total{outcome}`). */
+export type AdmissionOutcome =
+  /** Admitted on its first look: a free slot, or a predicted wait within the budget. */
+  | 'free_slot'
+  /** Admitted into a slot this replica saw come free (a job's terminal record relayed here). */
+  | 'freed_slot'
+  /** Admitted on the second look, FINISHING_MS later (a slot freed by a job another replica relays). */
+  | 'second_look'
+  /** Refused: a newer request took its place as the one waiting for the next freed slot. */
+  | 'displaced'
+  /** Refused: predicted wait over the budget, or MAX_QUEUE_DEPTH. */
+  | 'refused';
 
 /** What admission saw for one request: the numbers its decision and its Retry-After came from. */
 export interface Prediction {
@@ -29,13 +45,71 @@ export interface Prediction {
   waitMs: number;
 }
 
+function prediction(ahead: number, ratePerS: number | undefined): Prediction {
+  if (ahead <= 0) return { ahead, ratePerS: undefined, waitMs: 0 };
+  // No start recorded yet (a new deployment's first burst): nothing to predict from, so admitted as before
+  // admission by wait existed; QUEUE_TIMEOUT_S still bounds it. The first record of any job gives a rate.
+  return { ahead, ratePerS, waitMs: ratePerS ? (ahead / ratePerS) * 1000 : 0 };
+}
+
+type Wait = { outcome: 'granted'; jobId: string } | { outcome: 'displaced' | 'timeout' };
+
+/**
+ * Slots of one queue that this replica saw come free, and the one request waiting for such a slot. A realtime job's
+ * terminal record reaching this replica means its worker slot frees within moments, while BullMQ still counts the
+ * job active until the worker's moveToFinished: looking at the counts again after a fixed pause made every request
+ * admitted under overload wait that pause (50 ms of a ~15 ms first byte). Instead the slot is offered at once.
+ *
+ * One waiter at a time, the newest: under overload one of two waiting requests is refused anyway, and the one that
+ * has waited least keeps the first byte nearest to unloaded; the older is refused at once (not after its pause).
+ * A slot that frees with nobody waiting is kept FINISHING_MS, so a request arriving while BullMQ still counts the
+ * job active is not refused for it (a client sending one request after another). Either way the request looks
+ * again, counting the freed job as gone whether or not BullMQ has moved it yet (QueueAdmission.admit): a slot that
+ * another request took meanwhile is not given twice, and no queue forms behind a stream of hand-overs.
+ */
+class FreedSlots {
+  /** Freed jobs' ids with when their terminal record came, oldest first. */
+  #kept: { jobId: string; at: number }[] = [];
+  #waiter: ((w: Wait) => void) | undefined;
+
+  freed(jobId: string): void {
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    if (waiter) waiter({ outcome: 'granted', jobId });
+    else this.#kept.push({ jobId, at: Date.now() });
+  }
+
+  /** A slot freed within FINISHING_MS (its job's id), used up; undefined when there is none. */
+  take(): string | undefined {
+    const since = Date.now() - FINISHING_MS;
+    while (this.#kept.length > 0 && this.#kept[0]!.at < since) this.#kept.shift();
+    return this.#kept.shift()?.jobId;
+  }
+
+  /** Waits up to `ms` for the next freed slot; a newer waiter displaces this one. */
+  wait(ms: number): Promise<Wait> {
+    this.#waiter?.({ outcome: 'displaced' });
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        if (this.#waiter === settle) this.#waiter = undefined;
+        resolve({ outcome: 'timeout' });
+      }, ms);
+      const settle = (w: Wait) => {
+        clearTimeout(timer);
+        resolve(w);
+      };
+      this.#waiter = settle;
+    });
+  }
+}
+
 /**
  * Admission of realtime requests by predicted wait. A request is refused at once with 429 `queue_full` when the
  * wait for a worker slot it would have exceeds its budget (MAX_QUEUE_WAIT_MS, at most TIMEOUT_SHARE of
  * QUEUE_TIMEOUT_S), with a Retry-After of that predicted wait; MAX_QUEUE_DEPTH stays as a hard bound on waiting jobs.
  *
  * Prediction, per engine queue (batch items have their own queue and slots, so a batch backlog does not count):
- * - ahead = running + waiting (+ this replica's admissions still between check and enqueue) − live slots + 1.
+ * - ahead = running + waiting (+ this replica's admitted requests still being enqueued) − live slots + 1.
  *   Counts come from one BullMQ script (LLEN/ZCARD: O(1), no scan); slots are the live workers' realtime
  *   concurrency (heartbeats, cached by WorkerDirectory). ahead ≤ 0: a slot is free, the wait is 0.
  * - rate = realtime jobs started per second across the fleet: each API replica records the time its job's first
@@ -54,8 +128,11 @@ export class QueueAdmission {
   readonly #maxDepth: number;
   readonly #budgetMs: number;
   readonly #slots: (engine: string) => Promise<number>;
-  readonly #admitting = new Map<string, number>();
+  /** Per queue: this replica's admitted requests whose enqueue has not returned yet. */
+  readonly #reserved = new Map<string, number>();
   readonly #rates = new Map<string, { at: number; rate: Promise<number | undefined> }>();
+  readonly #freed = new Map<string, FreedSlots>();
+  readonly #outcome: (outcome: AdmissionOutcome) => void;
 
   constructor(opts: {
     redis: RedisClient; keys: RedisKeys;
@@ -67,65 +144,117 @@ export class QueueAdmission {
     queueTimeoutS: number;
     /** Live realtime worker slots for an engine. */
     slots: (engine: string) => Promise<number>;
+    /** Each request's admission outcome (a metric). */
+    onOutcome?: (outcome: AdmissionOutcome) => void;
   }) {
     this.#redis = opts.redis;
     this.#keys = opts.keys;
     this.#maxDepth = opts.maxDepth;
     this.#budgetMs = Math.min(opts.maxWaitMs, opts.queueTimeoutS * 1000 * TIMEOUT_SHARE);
     this.#slots = opts.slots;
+    this.#outcome = opts.onOutcome ?? (() => {});
   }
 
   async admit<T>(queue: Queue, engine: string, model: string, enqueue: () => Promise<T>): Promise<T> {
-    const others = this.#admitting.get(queue.name) ?? 0;
-    this.#admitting.set(queue.name, others + 1);
-    try {
-      const look = async () => {
-        const [counts, slots] = await Promise.all([
-          queue.getJobCounts('active', 'wait', 'prioritized', 'delayed'),
-          this.#slots(engine),
-        ]);
-        const waiting = (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0) + others;
-        return { waiting, p: await this.predict(queue.name, (counts.active ?? 0) + waiting - slots + 1) };
+    const reserved = () => this.#reserved.get(queue.name) ?? 0;
+    /** Counts now; `freedJob`: a job whose terminal record came, counted as gone if BullMQ still has it active. */
+    const look = async (freedJob?: string) => {
+      const [counts, slots, freedActive] = await Promise.all([
+        queue.getJobCounts('active', 'wait', 'prioritized', 'delayed'),
+        this.#slots(engine),
+        freedJob ? this.#redis.lpos(queue.toKey('active'), freedJob).then((at) => at !== null) : false,
+      ]);
+      return {
+        queued: (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0),
+        active: (counts.active ?? 0) - (freedActive ? 1 : 0),
+        slots,
       };
-      let { waiting, p } = await look();
+    };
+    /**
+     * The decision on counts just read, with this replica's admitted requests still being enqueued counted as
+     * waiting. A free slot is reserved in the same synchronous step that saw it: two requests whose looks came
+     * back together cannot both take it.
+     */
+    const judge = async (c: Awaited<ReturnType<typeof look>>) => {
+      const before = reserved();
+      // The rate only when no slot is free; its read may wait on Redis, so everything after it is one synchronous
+      // step, counting admissions decided meanwhile too.
+      const rate = c.active + c.queued + before - c.slots + 1 > 0 ? await this.#rate(queue.name) : undefined;
+      const waiting = c.queued + Math.max(before, reserved());
       if (waiting >= this.#maxDepth) {
+        this.#outcome('refused');
         throw new ChorusError(
           'TTS_ERR_QUEUE_FULL',
           `Too many requests are waiting for model '${model}' (${waiting}); retry shortly.`,
           { retryAfterS: DEPTH_RETRY_S },
         );
       }
-      if (p.waitMs > this.#budgetMs && waiting === 0) {
-        // Nothing queued, every slot busy: one of them may be a job whose last byte is already out (BullMQ counts
-        // it active a moment longer). A client sending one request after another would be refused for it; look
-        // again once that moment has passed. A slot held by a job still running stays held, and the answer stands.
-        await new Promise((r) => setTimeout(r, FINISHING_MS));
-        ({ waiting, p } = await look());
+      const p = prediction(c.active + waiting - c.slots + 1, rate);
+      const admitted = p.waitMs <= this.#budgetMs;
+      if (admitted) this.#reserve(queue.name, 1);
+      return { admitted, waiting, p };
+    };
+    let j = await judge(await look());
+    const freed = this.#freedSlots(queue.name);
+    let outcome: AdmissionOutcome = 'free_slot';
+    if (j.admitted) {
+      freed.take(); // the free slot it saw may be one kept as freed: that one admits one request, not two
+    } else if (j.waiting === 0) {
+      // Nothing queued, every slot busy: one of them may be a job whose last byte is already out (BullMQ counts it
+      // active a moment longer). Such a slot seen here is taken; otherwise wait FINISHING_MS for one, then look
+      // again (a slot freed by a job another replica relays). A slot held by a job still running stays held, and
+      // the refusal stands.
+      let freedJob = freed.take();
+      if (!freedJob) {
+        const w = await freed.wait(FINISHING_MS);
+        if (w.outcome === 'granted') freedJob = w.jobId;
+        else outcome = w.outcome === 'displaced' ? 'displaced' : 'second_look';
       }
-      if (p.waitMs > this.#budgetMs) {
-        throw new ChorusError(
-          'TTS_ERR_QUEUE_FULL',
-          `Model '${model}' is busy: the predicted wait for a worker is ${(p.waitMs / 1000).toFixed(2)} s; retry later.`,
-          // The predicted wait: by then the jobs ahead of this one have started. Clients (the OpenAI SDKs
-          // included) wait what retry-after-ms says.
-          { retryAfterS: Math.min(60, Math.max(0.05, p.waitMs / 1000)) },
-        );
-      }
+      if (freedJob) outcome = 'freed_slot';
+      if (outcome !== 'displaced') j = await judge(await look(freedJob));
+    }
+    if (!j.admitted) {
+      this.#outcome(outcome === 'displaced' ? 'displaced' : 'refused');
+      throw new ChorusError(
+        'TTS_ERR_QUEUE_FULL',
+        `Model '${model}' is busy: the predicted wait for a worker is ${(j.p.waitMs / 1000).toFixed(2)} s; retry later.`,
+        // The predicted wait: by then the jobs ahead of this one have started. Clients (the OpenAI SDKs
+        // included) wait what retry-after-ms says.
+        { retryAfterS: Math.min(60, Math.max(0.05, j.p.waitMs / 1000)) },
+      );
+    }
+    this.#outcome(outcome);
+    try {
       return await enqueue();
     } finally {
-      const n = (this.#admitting.get(queue.name) ?? 1) - 1;
-      if (n === 0) this.#admitting.delete(queue.name);
-      else this.#admitting.set(queue.name, n);
+      // Released a turn later: a look whose reply came before the enqueue's has run its judge by then (its
+      // continuation is all microtasks), so no request counts this job neither in Redis nor here.
+      setImmediate(() => this.#reserve(queue.name, -1));
     }
   }
 
+  #reserve(queueName: string, d: number): void {
+    const n = (this.#reserved.get(queueName) ?? 0) + d;
+    if (n === 0) this.#reserved.delete(queueName);
+    else this.#reserved.set(queueName, n);
+  }
+
+  /**
+   * A realtime job of this queue relayed by this replica got its terminal record: its slot frees within moments,
+   * and goes to the request waiting for one, if any (see FreedSlots).
+   */
+  noteFreed(queueName: string, jobId: string): void {
+    this.#freedSlots(queueName).freed(jobId);
+  }
+
+  #freedSlots(queueName: string): FreedSlots {
+    let f = this.#freed.get(queueName);
+    if (!f) this.#freed.set(queueName, (f = new FreedSlots()));
+    return f;
+  }
+
   async predict(queueName: string, ahead: number): Promise<Prediction> {
-    if (ahead <= 0) return { ahead, ratePerS: undefined, waitMs: 0 };
-    const ratePerS = await this.#rate(queueName);
-    // No start recorded yet (a new deployment's first burst): nothing to predict from, so admitted as before
-    // admission by wait existed; QUEUE_TIMEOUT_S still bounds it. The first record of any job gives a rate.
-    const waitMs = ratePerS ? (ahead / ratePerS) * 1000 : 0;
-    return { ahead, ratePerS, waitMs };
+    return prediction(ahead, ahead > 0 ? await this.#rate(queueName) : undefined);
   }
 
   /** A realtime job of this queue started (its first record reached its API replica). Best effort. */

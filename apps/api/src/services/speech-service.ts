@@ -9,7 +9,7 @@ import type { JobStream } from '../relay/job-stream.ts';
 import { watchJob } from '../relay/job-watchdog.ts';
 import type { WorkerDirectory } from './worker-directory.ts';
 import { routeRequest, type Route } from './voice-router.ts';
-import { QueueAdmission } from './queue-admission.ts';
+import { QueueAdmission, type AdmissionOutcome } from './queue-admission.ts';
 import type { ReplicaAck } from './replica-ack.ts';
 
 /** What every route hands over after validating its own body shape. */
@@ -66,6 +66,8 @@ export class SpeechService {
     replicaAck?: ReplicaAck;
     /** MAX_AUDIO_SECONDS: passed in each job; the worker enforces it on the audio it produces. */
     maxAudioSeconds: number;
+    /** How each realtime request's admission ended (a metric). */
+    onAdmission?: (outcome: AdmissionOutcome) => void;
   }) {
     this.#redis = opts.redis;
     this.#keys = opts.keys;
@@ -76,7 +78,7 @@ export class SpeechService {
     this.#voices = opts.voices;
     this.#admission = new QueueAdmission({
       redis: opts.redis, keys: opts.keys, maxDepth: opts.maxQueueDepth, maxWaitMs: opts.maxQueueWaitMs, queueTimeoutS: opts.queueTimeoutS,
-      slots: (engine) => this.#directory.realtimeSlots(engine),
+      slots: (engine) => this.#directory.realtimeSlots(engine), onOutcome: opts.onAdmission,
     });
     this.#replicaAck = opts.replicaAck;
     this.#maxAudioS = opts.maxAudioSeconds;
@@ -181,6 +183,8 @@ export class SpeechService {
       throw err;
     }
     const stream = subscribed!;
+    // Its terminal record frees its slot: admission hands that slot to a request waiting for one.
+    if (job.priority === 'realtime') stream.onEnded(() => this.#admission.noteFreed(queue.name, jobId));
     watchJob(stream, queue, jobId);
     return { jobId, job, stream, speaker };
   }

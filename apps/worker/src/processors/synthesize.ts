@@ -77,6 +77,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     if (!parsed.success) throw new UnrecoverableError(`invalid job payload: ${parsed.error.issues[0]?.message}`);
     const data = parsed.data;
     const log = deps.logger.child({ jobId: job.id, reqId: data.requestId, engine: data.engine });
+    log.debug({ queuedMs: (job.processedOn ?? 0) - job.timestamp, sinceStartMs: Date.now() - (job.processedOn ?? 0) }, 'job started');
     const abort = signal ?? new AbortController().signal;
     const options = pickSynthesisOptions(data);
 
