@@ -175,12 +175,12 @@ const WorkerEnv = CommonEnv.extend({
    */
   FAILOVER_POLL_MS: IntEnv(0, 60_000).default(200),
   /** Warm ffmpeg encoders kept ready per format (removes ~65 ms of process start from first audio). */
-  ENCODER_POOL_SIZE: IntEnv(0, 64).default(1),
+  ENCODER_POOL_SIZE: IntEnv(0, 64).default(2),
   /**
    * Warm espeak-ng processes kept ready per argument set (voice, rate, pitch) for the 8 sets used most recently
    * (removes ~15 ms of process start and voice load from first audio). 0 = off.
    */
-  ESPEAK_POOL_SIZE: IntEnv(0, 16).default(1),
+  ESPEAK_POOL_SIZE: IntEnv(0, 16).default(2),
   /**
    * While a job waits for its first audio, stop (SIGSTOP) the child processes of streams ≥ 2 s ahead of their
    * listeners and of batch items (apps/worker/src/processors/first-audio-gate.ts). false = niceness alone.

@@ -81,6 +81,9 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const abort = signal ?? new AbortController().signal;
     const options = pickSynthesisOptions(data);
 
+    // Asked now, answered with the stream position below: one round trip before the first audio, not two.
+    const cancelledBeforeStart = deps.isCancelled(job.id!);
+    cancelledBeforeStart.catch(() => {}); // awaited below, or not needed (a duplicate delivery returns first)
     let writer: AudioSink;
     if (data.sink) {
       // A batch item: audio to storage, outcome to the batch. One that has its outcome already (a worker died
@@ -107,7 +110,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       throw new UnrecoverableError('invalid job payload: neither streamKey nor sink');
     }
 
-    if (await deps.isCancelled(job.id!)) {
+    if (await cancelledBeforeStart) {
       await writer.fail(ERRORS.TTS_ERR_CANCELLED.code, CANCELLED_MESSAGE);
       deps.metrics.jobs.inc({ status: 'cancelled', engine: data.engine });
       throw new UnrecoverableError('cancelled before start');
