@@ -8,6 +8,7 @@
  *
  *   node --import tsx bench/admission.ts [--quick] [--overload 5] [--seconds 20] [--slots N] [--out FILE]
  *   BENCH_ADMISSION_API_ENV='{"MAX_QUEUE_WAIT_MS":"30000"}' node --import tsx bench/admission.ts   # other settings
+ *   BENCH_ADMISSION_WORST=1 node --import tsx bench/admission.ts   # also the 15 slowest accepted first bytes, by stage
  */
 import { decodeRecord, loadApiConfig, loadWorkerConfig } from '@chorus/shared';
 import { AGENT, speech, speechBody, type SpeechResult } from './lib/http-client.ts';
@@ -142,7 +143,7 @@ if (isMain(import.meta.url)) await runAdmission(arg('out'));
  * audio record on its stream (Redis's clock, the same machine's), and the client's first byte. p50 and p95 of each.
  */
 async function firstByteStages(stack: BenchStack, results: SpeechResult[]) {
-  const api: number[] = [], queue: number[] = [], worker: number[] = [], relay: number[] = [];
+  const api: number[] = [], queue: number[] = [], worker: number[] = [], relay: number[] = [], startedAt: number[] = [];
   for (const r of results) {
     const job = r.jobId ? await stack.queue('espeak').getJob(r.jobId) : undefined;
     const key = (job?.data as { streamKey?: string } | undefined)?.streamKey;
@@ -154,7 +155,16 @@ async function firstByteStages(stack: BenchStack, results: SpeechResult[]) {
     api.push(job.timestamp - r.sentAtEpochMs);
     queue.push(job.processedOn - job.timestamp);
     worker.push(recordMs - job.processedOn);
+    startedAt.push(job.processedOn);
     relay.push(r.sentAtEpochMs + r.ttfbMs - recordMs);
+  }
+  if (process.env.BENCH_ADMISSION_WORST) {
+    const near = (i: number) => startedAt.filter((t, k) => k !== i && Math.abs(t - startedAt[i]!) <= 30).length;
+    const rows = api.map((_, i) => ({ api: api[i]!, queue: queue[i]!, worker: worker[i]!, relay: relay[i]!, near: near(i), total: api[i]! + queue[i]! + worker[i]! + relay[i]! }));
+    const nearAll = rows.map((r) => r.near);
+    console.log(`  starts within 30 ms of another: ${nearAll.filter((n) => n > 0).length}/${rows.length}`);
+    rows.sort((a, b) => b.total - a.total);
+    for (const r of rows.slice(0, 15)) console.log(`  worst: total ${round(r.total)} = api ${r.api} + queue ${r.queue} + worker ${r.worker} + relay ${round(r.relay)}, other starts ±30 ms: ${r.near}`);
   }
   const p = (xs: number[]) => `${round(percentile(xs, 50))} / ${round(percentile(xs, 95))}`;
   return { n: api.length, api: p(api), queue: p(queue), worker: p(worker), relay: p(relay) };
