@@ -76,14 +76,22 @@ class FreedSlots {
     const waiter = this.#waiter;
     this.#waiter = undefined;
     if (waiter) waiter({ outcome: 'granted', jobId });
-    else this.#kept.push({ jobId, at: Date.now() });
+    else {
+      this.#prune();
+      this.#kept.push({ jobId, at: Date.now() });
+    }
   }
 
   /** A slot freed within FINISHING_MS (its job's id), used up; undefined when there is none. */
   take(): string | undefined {
+    this.#prune();
+    return this.#kept.shift()?.jobId;
+  }
+
+  /** Drops slots kept longer than FINISHING_MS (BullMQ has them as free by then). */
+  #prune(): void {
     const since = Date.now() - FINISHING_MS;
     while (this.#kept.length > 0 && this.#kept[0]!.at < since) this.#kept.shift();
-    return this.#kept.shift()?.jobId;
   }
 
   /** Waits up to `ms` for the next freed slot; a newer waiter displaces this one. */
