@@ -50,6 +50,28 @@ describe('FirstAudioGate (real processes, SIGSTOP/SIGCONT)', () => {
     gate.close();
   });
 
+  it('keeps streams stopped for the grace after a first record, without stopping the job whose record it is', async () => {
+    const gate = new FirstAudioGate();
+    const streaming = jobWithProcess();
+    gate.streaming(streaming.priority, () => MIN_AHEAD_S + 10);
+    const newcomer = jobWithProcess();
+    const firstAudio = gate.waitForFirstAudio(newcomer.priority);
+    expect(await becomes(streaming.pid, true)).toBe(true);
+    // Its first record is out: it streams from now on, far ahead, but is still first in line for the grace.
+    const graceMs = 2_000; // FIRST_RECORD_GRACE_MS is 15; a long one keeps the check below clear of a busy machine
+    firstAudio(graceMs);
+    gate.streaming(newcomer.priority, () => MIN_AHEAD_S + 10);
+    const t0 = performance.now();
+    await sleep(200);
+    if (performance.now() - t0 < graceMs - 500) {
+      expect(stopped(streaming.pid)).toBe(true);
+      expect(stopped(newcomer.pid)).toBe(false);
+    }
+    expect(await becomes(streaming.pid, false)).toBe(true);
+    expect(stopped(newcomer.pid)).toBe(false);
+    gate.close();
+  });
+
   it('never stops a stream whose listener is short of audio, and continues one whose lead runs out', async () => {
     const gate = new FirstAudioGate();
     const short = jobWithProcess();

@@ -4,6 +4,12 @@ import type { JobPriority } from './job-priority.ts';
 export const MIN_AHEAD_S = 2;
 /** A job counts as waiting for its first audio this long at most (an engine that never starts does not hold others). */
 export const MAX_FIRST_AUDIO_MS = 5_000;
+/**
+ * A job still counts as waiting this long after its first audio record is in Redis: the record has yet to cross the
+ * API to the client, whose processes would otherwise share the CPU with every stream continued at that moment
+ * (under 5× overload the relay's p95, record → client, went 15–18 → 6–8 ms; bench/admission.ts).
+ */
+export const FIRST_RECORD_GRACE_MS = 15;
 /** How often the gate looks again while it holds jobs stopped (their lead shrinks as their listeners play). */
 const RECHECK_MS = 50;
 /** Longest a deferred pool refill waits for a moment when no job waits for first audio. */
@@ -59,12 +65,19 @@ export class FirstAudioGate {
     this.#maxFirstAudioMs = opts.maxFirstAudioMs ?? MAX_FIRST_AUDIO_MS;
   }
 
-  /** A job waiting for its first audio (since now); call the returned function when it has it, or ends. */
-  waitForFirstAudio(priority: JobPriority): () => void {
+  /**
+   * A job waiting for its first audio (since now); call the returned function when it ends, or when its first
+   * audio is out with `afterMs` (it counts as waiting that much longer; FIRST_RECORD_GRACE_MS).
+   */
+  waitForFirstAudio(priority: JobPriority): (afterMs?: number) => void {
     this.#waiting.set(priority, performance.now());
     this.#update();
-    return () => {
+    const leave = () => {
       if (this.#waiting.delete(priority)) this.#update();
+    };
+    return (afterMs = 0) => {
+      if (afterMs > 0) setTimeout(leave, afterMs).unref();
+      else leave();
     };
   }
 

@@ -9,7 +9,7 @@ import {
 import { EngineError, type TtsEngine } from '../engines/engine.ts';
 import { isProcessFormat, type EncoderPool } from '../encoders/encoder-pool.ts';
 import { JobPriority, NICENESS } from './job-priority.ts';
-import type { FirstAudioGate } from './first-audio-gate.ts';
+import { FIRST_RECORD_GRACE_MS, type FirstAudioGate } from './first-audio-gate.ts';
 import { TempoStage } from '../encoders/tempo-stage.ts';
 import { Resampler } from '../audio/resampler.ts';
 import { segmentText } from '../audio/segmenter.ts';
@@ -161,13 +161,14 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     // Until its first audio a realtime job has the CPU of streams that are well ahead (first-audio-gate.ts); then it
     // is one of them, ahead by the audio it made since its first bytes minus the time since. Batch items always are.
     const gate = deps.gate;
-    let leaveGate = () => {};
+    let leaveGate: (afterMs?: number) => void = () => {};
     if (gate) leaveGate = background ? gate.streaming(priority, () => Infinity) : gate.waitForFirstAudio(priority);
     if (!background) {
       writer.onFirstChunk?.(() => {
         priority.raise(NICENESS.streaming);
         if (!gate) return;
-        leaveGate();
+        // Still first in line while the record crosses the API to its client; stoppable like any stream after.
+        leaveGate(FIRST_RECORD_GRACE_MS);
         const audioS = () => audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
         const atFirst = { s: audioS(), ms: performance.now() };
         leaveGate = gate.streaming(priority, () => audioS() - atFirst.s - (performance.now() - atFirst.ms) / 1000);
