@@ -11,6 +11,12 @@ export interface SynthesisInput extends SynthesisOptions {
   preset?: Preset;
   /** Engines that run child processes adopt them here (their CPU priority follows the job's; job-priority.ts). */
   priority?: JobPriority;
+  /**
+   * Settles once the job's first audio record is out (a realtime job that is not resuming). A process engine may
+   * stop its process after its first audio until then (espeak-engine.ts): the encoder, the worker and Redis need
+   * the CPU for that record more than the engine needs it for audio nobody waits for yet.
+   */
+  firstRecordOut?: Promise<unknown>;
 }
 
 /**

@@ -85,6 +85,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const cancelledBeforeStart = deps.isCancelled(job.id!);
     cancelledBeforeStart.catch(() => {}); // awaited below, or not needed (a duplicate delivery returns first)
     let writer: AudioSink;
+    let resuming = false;
     if (data.sink) {
       // A batch item: audio to storage, outcome to the batch. One that has its outcome already (a worker died
       // after recording it) is not run again; it only makes sure the finalizer was enqueued.
@@ -104,6 +105,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       }
       writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position);
       if (position.seq > 0) {
+        resuming = true;
         log.warn({ seq: position.seq, bytes: position.bytes }, 'resuming a stream left by an earlier attempt');
       }
     } else {
@@ -163,8 +165,11 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     const gate = deps.gate;
     let leaveGate: (afterMs?: number) => void = () => {};
     if (gate) leaveGate = background ? gate.streaming(priority, () => Infinity) : gate.waitForFirstAudio(priority);
+    let onFirstRecord = () => {};
+    const firstRecordOut = background || resuming ? undefined : new Promise<void>((resolve) => (onFirstRecord = resolve));
     if (!background) {
       writer.onFirstChunk?.(() => {
+        onFirstRecord();
         priority.raise(NICENESS.streaming);
         if (!gate) return;
         // Still first in line while the record crosses the API to its client; stoppable like any stream after.
@@ -221,7 +226,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
         for await (const pcm of engine.synthesize(
           {
             ...options, speed: engineSpeed, text: segment, speaker: data.speaker,
-            preset: data.preset?.values, priority,
+            preset: data.preset?.values, priority, firstRecordOut,
           },
           stop.signal,
         )) {
