@@ -103,13 +103,15 @@ export class EspeakEngine implements TtsEngine {
 /** Text espeak-ng must make a sound for: it has a letter or a digit. */
 const SPEAKABLE = /[\p{L}\p{N}]/u;
 
-/** Audio espeak-ng has given (0.5 s) after which it is stopped until the job's first record is out... */
-const HOLD_AFTER_SAMPLES = SAMPLE_RATE / 2;
-/** ...for at most this long (an encoder that needs more before its first bytes waits no longer than this, once). */
-const HOLD_MAX_MS = 20;
+/**
+ * espeak-ng is stopped once it has given `afterSamples` (0.5 s) until the job's first record is out, for at most
+ * `maxMs` (an encoder that needs more before its first bytes waits no longer than that, once). Tests lengthen maxMs
+ * to see the stop.
+ */
+export const ESPEAK_FIRST_RECORD_HOLD = { afterSamples: SAMPLE_RATE / 2, maxMs: 20 };
 
 /**
- * Stops espeak-ng (SIGSTOP) until `firstRecordOut` settles or HOLD_MAX_MS pass. It makes a long text's audio ~100×
+ * Stops espeak-ng (SIGSTOP) until `firstRecordOut` settles or ESPEAK_FIRST_RECORD_HOLD.maxMs pass. It makes a long text's audio ~100×
  * faster than real time and would keep a core busy beside the encoder, the worker and Redis while they publish the
  * first record: mp3 first byte for 4,000 characters was 1.2–1.6× that for 40 when the first byte is ~10 ms
  * (bench/input-length.ts). Its pipe holds what it made; a process killed meanwhile dies stopped or not.
@@ -128,7 +130,7 @@ function holdUntilFirstRecord(pid: number, firstRecordOut: Promise<unknown>): vo
     clearTimeout(timer);
     signal('SIGCONT');
   };
-  timer = setTimeout(cont, HOLD_MAX_MS);
+  timer = setTimeout(cont, ESPEAK_FIRST_RECORD_HOLD.maxMs);
   void firstRecordOut.then(cont, cont);
 }
 
@@ -188,7 +190,7 @@ export async function* runEspeak(
       }
       samples += data.length / 2;
       if (data.length > 0) yield data;
-      if (firstRecordOut && samples >= HOLD_AFTER_SAMPLES && proc.pid !== undefined) {
+      if (firstRecordOut && samples >= ESPEAK_FIRST_RECORD_HOLD.afterSamples && proc.pid !== undefined) {
         holdUntilFirstRecord(proc.pid, firstRecordOut);
         firstRecordOut = undefined;
       }
