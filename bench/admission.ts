@@ -163,8 +163,7 @@ async function firstByteStages(stack: BenchStack, results: SpeechResult[]) {
   if (process.env.BENCH_ADMISSION_WORST) {
     const near = (i: number) => startedAt.filter((t, k) => k !== i && Math.abs(t - startedAt[i]!) <= 30).length;
     const rows = api.map((_, i) => ({ api: api[i]!, queue: queue[i]!, worker: worker[i]!, relay: relay[i]!, near: near(i), total: api[i]! + queue[i]! + worker[i]! + relay[i]! }));
-    const nearAll = rows.map((r) => r.near);
-    console.log(`  starts within 30 ms of another: ${nearAll.filter((n) => n > 0).length}/${rows.length}`);
+    console.log(`  starts within 30 ms of another: ${rows.filter((r) => r.near > 0).length}/${rows.length}`);
     rows.sort((a, b) => b.total - a.total);
     for (const r of rows.slice(0, 15)) console.log(`  worst: total ${round(r.total)} = api ${r.api} + queue ${r.queue} + worker ${r.worker} + relay ${round(r.relay)}, other starts ±30 ms: ${r.near}`);
   }

@@ -104,14 +104,22 @@ export async function startRedisServer(opts: { appendOnly?: boolean } = {}): Pro
  * adds the CPU of its children that have exited and been waited for (espeak-ng and ffmpeg runs of a worker).
  */
 export function cpuMs(pid: number | 'self', opts: { children?: boolean } = {}): number {
+  const f = statFields(pid);
+  if (!f) return 0;
+  const own = f[11]! + f[12]!;
+  return (opts.children ? own + f[13]! + f[14]! : own) * 10;
+}
+
+/**
+ * /proc/<pid>/stat after the command name, as numbers (state is field 3, ppid 4; utime, stime, cutime, cstime are
+ * fields 14–17, so f[1] is the ppid and f[11..14] the times); undefined for a process that is gone.
+ */
+function statFields(pid: number | string): number[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-    // After the command name: state is field 3; utime, stime, cutime, cstime are fields 14-17.
-    const own = f[11]! + f[12]!;
-    return (opts.children ? own + f[13]! + f[14]! : own) * 10;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
   } catch {
-    return 0;
+    return undefined;
   }
 }
 
@@ -124,13 +132,8 @@ export function treeCpuMs(root: number): number {
   const stats = new Map<number, { ppid: number; cpu: number }>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
-      stats.set(Number(name), { ppid: f[1]!, cpu: (f[11]! + f[12]! + f[13]! + f[14]!) * 10 });
-    } catch {
-      // exited while we looked
-    }
+    const f = statFields(name); // undefined: exited while we looked
+    if (f) stats.set(Number(name), { ppid: f[1]!, cpu: (f[11]! + f[12]! + f[13]! + f[14]!) * 10 });
   }
   const inTree = new Set([root]);
   for (let grew = true; grew; ) {

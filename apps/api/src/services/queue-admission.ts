@@ -261,10 +261,6 @@ export class QueueAdmission {
     return f;
   }
 
-  async predict(queueName: string, ahead: number): Promise<Prediction> {
-    return prediction(ahead, ahead > 0 ? await this.#rate(queueName) : undefined);
-  }
-
   /** A realtime job of this queue started (its first record reached its API replica). Best effort. */
   noteStarted(queueName: string): void {
     const key = this.#keys.admissionStarts(queueName);

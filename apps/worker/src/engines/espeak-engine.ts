@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { EngineError, type LoadedModel, type SynthesisInput, type TtsEngine } from './engine.ts';
 import { parseWavHeader } from '../audio/wav.ts';
 import { plainText } from './plain-text.ts';
-import type { JobPriority } from '../processors/job-priority.ts';
+import { signal, type JobPriority } from '../processors/job-priority.ts';
 import { EspeakPool, EspeakProcess } from './espeak-pool.ts';
 import type { DeferRefill } from '../processors/first-audio-gate.ts';
 import type { SpawnFn } from '../spawner/spawner.ts';
@@ -117,20 +117,12 @@ export const ESPEAK_FIRST_RECORD_HOLD = { afterSamples: SAMPLE_RATE / 2, maxMs: 
  * (bench/input-length.ts). Its pipe holds what it made; a process killed meanwhile dies stopped or not.
  */
 function holdUntilFirstRecord(pid: number, firstRecordOut: Promise<unknown>): void {
-  const signal = (s: NodeJS.Signals) => {
-    try {
-      process.kill(pid, s);
-    } catch {
-      // exited already
-    }
-  };
-  signal('SIGSTOP');
-  let timer: NodeJS.Timeout | undefined;
+  signal(pid, 'SIGSTOP');
   const cont = () => {
     clearTimeout(timer);
-    signal('SIGCONT');
+    signal(pid, 'SIGCONT');
   };
-  timer = setTimeout(cont, ESPEAK_FIRST_RECORD_HOLD.maxMs);
+  const timer = setTimeout(cont, ESPEAK_FIRST_RECORD_HOLD.maxMs);
   void firstRecordOut.then(cont, cont);
 }
 

@@ -85,7 +85,8 @@ function renice(pid: number, niceness: number): void {
   }
 }
 
-function signal(pid: number, sig: 'SIGSTOP' | 'SIGCONT'): void {
+/** Stops or continues a process; one already gone is left alone. */
+export function signal(pid: number, sig: 'SIGSTOP' | 'SIGCONT'): void {
   try {
     process.kill(pid, sig);
   } catch {
