@@ -13,6 +13,13 @@ const MAX_RECORD_BYTES = 256 * 1024;
 const MIN_RECORD_BYTES = 8 * 1024;
 const HOLD_MS = 20;
 
+/**
+ * XADD and the stream's TTL in one step, as one command: a MULTI costs ioredis a Pipeline object per record, a
+ * quarter of everything the worker allocated under load (a heap profile), and the collections that come with it.
+ */
+const APPEND = `redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])`;
+
 export interface StreamPosition {
   /** Next sequence number to write. */
   seq: number;
@@ -190,14 +197,6 @@ export class StreamWriter implements AudioSink {
   }
 
   async #append(record: StreamRecord): Promise<void> {
-    await this.#redis
-      .multi()
-      .xadd(this.#key, '*', ...encodeRecord(record))
-      .expire(this.#key, this.#ttlS)
-      .exec()
-      .then((res) => {
-        const failed = res?.find(([err]) => err);
-        if (failed) throw failed[0];
-      });
+    await this.#redis.eval(APPEND, 1, this.#key, this.#ttlS, ...encodeRecord(record));
   }
 }
