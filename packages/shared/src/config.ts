@@ -38,6 +38,16 @@ export function defaultWorkerConcurrency(cores = availableParallelism()): number
   return Math.min(64, Math.max(2, 4 * cores));
 }
 
+/**
+ * Warm processes per pool when ENCODER_POOL_SIZE / ESPEAK_POOL_SIZE are unset: half the realtime slots (at most
+ * `max`). Starts come in bursts (slots free together); a start that finds its pool empty waits for a process start
+ * behind the refills, 55–300 ms under load against ~10 ms with a warm one. With 8 slots on 2 cores, pools of 2
+ * ran dry for 1 start in 10 under 5× overload (worker p95 to first audio 79–95 ms), pools of 4 for 1 in 100 (27–37).
+ */
+export function defaultPoolSize(concurrency: number, max: number): number {
+  return Math.min(max, Math.ceil(concurrency / 2));
+}
+
 const HostPort = z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port');
 
 /** Variables both apps read. */
@@ -174,15 +184,18 @@ const WorkerEnv = CommonEnv.extend({
    * checks. 0 = off (stall recovery only).
    */
   FAILOVER_POLL_MS: IntEnv(0, 60_000).default(200),
-  /** Warm ffmpeg encoders kept ready per format (removes ~65 ms of process start from first audio). */
-  ENCODER_POOL_SIZE: IntEnv(0, 64).default(2),
+  /**
+   * Warm encoders kept ready per format in use (LAME for mp3, ffmpeg for the rest; removes a process start from
+   * first audio); formats no request has used yet keep one. Unset = defaultPoolSize (half WORKER_CONCURRENCY).
+   */
+  ENCODER_POOL_SIZE: IntEnv(0, 64).optional(),
   /**
    * Warm espeak-ng processes kept ready per argument set (voice, rate, pitch) for the 8 sets used most recently
-   * (removes ~15 ms of process start and voice load from first audio). 0 = off.
+   * (removes ~15 ms of process start and voice load from first audio). 0 = off. Unset = defaultPoolSize.
    */
-  ESPEAK_POOL_SIZE: IntEnv(0, 16).default(2),
+  ESPEAK_POOL_SIZE: IntEnv(0, 16).optional(),
   /**
-   * While a job waits for its first audio, stop (SIGSTOP) the child processes of streams ≥ 2 s ahead of their
+   * While a job waits for its first audio, stop (SIGSTOP) the child processes of streams ≥ 1 s ahead of their
    * listeners and of batch items (apps/worker/src/processors/first-audio-gate.ts). false = niceness alone.
    */
   FIRST_AUDIO_GATE: BoolEnv.default(true),
@@ -331,13 +344,14 @@ export type ApiConfig = ReturnType<typeof loadApiConfig>;
 
 export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
   const e = parseEnv(WorkerEnv, env);
+  const concurrency = e.WORKER_CONCURRENCY ?? defaultWorkerConcurrency();
   if (e.WORKER_CONCURRENCY === 0 && e.WORKER_BATCH_CONCURRENCY === 0) {
     throw new ConfigError('invalid configuration:\n  WORKER_CONCURRENCY: 0 together with WORKER_BATCH_CONCURRENCY=0 leaves this worker no lane to serve');
   }
   return {
     ...commonConfig(e),
     engines: e.ENGINES,
-    concurrency: e.WORKER_CONCURRENCY ?? defaultWorkerConcurrency(),
+    concurrency,
     batchConcurrency: e.WORKER_BATCH_CONCURRENCY,
     modelsDir: e.MODELS_DIR,
     executionProviders: e.EXECUTION_PROVIDERS,
@@ -351,8 +365,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env) {
     maxStartedAttempts: e.MAX_STARTED_ATTEMPTS,
     heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
     failoverPollMs: e.FAILOVER_POLL_MS,
-    encoderPoolSize: e.ENCODER_POOL_SIZE,
-    espeakPoolSize: e.ESPEAK_POOL_SIZE,
+    encoderPoolSize: e.ENCODER_POOL_SIZE ?? defaultPoolSize(concurrency, 64),
+    espeakPoolSize: e.ESPEAK_POOL_SIZE ?? defaultPoolSize(concurrency, 16),
     firstAudioGate: e.FIRST_AUDIO_GATE,
     shutdownGraceS: e.SHUTDOWN_GRACE_S,
     workerId: e.WORKER_ID,

@@ -63,6 +63,13 @@ describe('config', () => {
     expect(loadWorkerConfig({ WORKER_CONCURRENCY: '' }).concurrency).toBe(defaultWorkerConcurrency());
     expect(loadWorkerConfig({ WORKER_CONCURRENCY: '3' }).concurrency).toBe(3);
     expect([1, 2, 4, 16, 64].map((cores) => defaultWorkerConcurrency(cores))).toEqual([4, 8, 16, 64, 64]);
+    // Warm pools: half the realtime slots unless set (none for a batch-only worker, whose items start their own).
+    expect(loadWorkerConfig({ WORKER_CONCURRENCY: '8' })).toMatchObject({ encoderPoolSize: 4, espeakPoolSize: 4 });
+    expect(loadWorkerConfig({ WORKER_CONCURRENCY: '5' })).toMatchObject({ encoderPoolSize: 3, espeakPoolSize: 3 });
+    expect(loadWorkerConfig({ WORKER_CONCURRENCY: '0' })).toMatchObject({ encoderPoolSize: 0, espeakPoolSize: 0 });
+    expect(loadWorkerConfig({ WORKER_CONCURRENCY: '64' })).toMatchObject({ encoderPoolSize: 32, espeakPoolSize: 16 });
+    expect(loadWorkerConfig({ WORKER_CONCURRENCY: '8', ENCODER_POOL_SIZE: '1', ESPEAK_POOL_SIZE: '0' }))
+      .toMatchObject({ encoderPoolSize: 1, espeakPoolSize: 0 });
     expect(() => loadApiConfig({ REDIS_SENTINELS: 'nohostport' })).toThrow(/REDIS_SENTINELS/);
   });
 });

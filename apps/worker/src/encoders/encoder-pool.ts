@@ -22,7 +22,9 @@ function startEncoder(format: FfmpegFormat, niceness: number, inputRate: number,
 }
 
 /**
- * Keeps `size` encoder processes per container and input rate started and idle on stdin. Starting ffmpeg costs
+ * Keeps `size` encoder processes per container and input rate started and idle on stdin once realtime work has
+ * used that container at that rate, and one before (a format nobody asks for costs one idle process, ~9 MB private
+ * for ffmpeg, not `size`). Starting ffmpeg costs
  * ~65 ms, most of a short request's time to first byte; a warm one emits its first bytes ~2.5 ms after the first
  * PCM arrives. Idle ffmpeg processes cost ~47 MB RSS each, mostly shared libraries (LAME, for mp3: ~5 ms, ~4 MB). The input rate is fixed when ffmpeg
  * starts, so the pool is kept per rate, for the rates given to `warm` (the engines' native rates) only: a job at
@@ -31,6 +33,8 @@ function startEncoder(format: FfmpegFormat, niceness: number, inputRate: number,
 export class EncoderPool {
   readonly #size: number;
   readonly #idle = new Map<string, ProcessEncoder[]>();
+  /** Pools (format@rate) realtime work has taken from: kept at `size`; the others at one. */
+  readonly #used = new Set<string>();
   readonly #deferRefill: DeferRefill;
   readonly #spawn: SpawnFn | undefined;
   #closed = false;
@@ -60,8 +64,10 @@ export class EncoderPool {
   acquire(format: AudioFormat, background = false, inputRate = OUTPUT_SAMPLE_RATE): AudioEncoder {
     if (!isProcessFormat(format)) return new RawEncoder(format);
     if (background) return startEncoder(format, NICENESS.batch, inputRate, this.#spawn);
-    const idle = this.#idle.get(`${format}@${inputRate}`);
+    const key = `${format}@${inputRate}`;
+    const idle = this.#idle.get(key);
     if (!idle) return startEncoder(format, 0, inputRate, this.#spawn);
+    this.#used.add(key);
     let encoder: ProcessEncoder | undefined;
     while ((encoder = idle.shift()) && !encoder.usable) encoder.destroy();
     encoder ??= startEncoder(format, 0, inputRate, this.#spawn);
@@ -69,10 +75,17 @@ export class EncoderPool {
     return encoder;
   }
 
+  /** Idle encoders kept for this container and input rate (for tests and diagnostics). */
+  idleCount(format: FfmpegFormat, inputRate = OUTPUT_SAMPLE_RATE): number {
+    return this.#idle.get(`${format}@${inputRate}`)?.length ?? 0;
+  }
+
   #refill(format: FfmpegFormat, rate: number) {
     if (this.#closed) return;
-    const idle = this.#idle.get(`${format}@${rate}`)!;
-    while (idle.length < this.#size) idle.push(startEncoder(format, 0, rate, this.#spawn));
+    const key = `${format}@${rate}`;
+    const idle = this.#idle.get(key)!;
+    const target = this.#used.has(key) ? this.#size : Math.min(1, this.#size);
+    while (idle.length < target) idle.push(startEncoder(format, 0, rate, this.#spawn));
   }
 
   close(): void {
