@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { decodeRecord } from '@chorus/shared/stream-protocol';
-import { StreamWriter, readStreamPosition } from './stream-writer.ts';
+import { StreamWriter, readStreamPosition } from '../apps/worker/src/stream/stream-writer.ts';
 
 const redis = new Redis(inject('redisUrl'));
 afterAll(() => redis.quit());
