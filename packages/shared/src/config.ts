@@ -42,7 +42,7 @@ export function defaultWorkerConcurrency(cores = availableParallelism()): number
  * Warm processes per pool when ENCODER_POOL_SIZE / ESPEAK_POOL_SIZE are unset: half the realtime slots (at most
  * `max`). Starts come in bursts (slots free together); a start that finds its pool empty waits for a process start
  * behind the refills, 55–300 ms under load against ~10 ms with a warm one. With 8 slots on 2 cores, pools of 2
- * ran dry for 1 start in 10 under 5× overload (worker p95 to first audio 79–95 ms), pools of 4 for 1 in 100 (27–37).
+ * ran dry for 1 start in 10 under 5× overload (worker p95 to first audio 79–95 ms), pools of 4 for 1–4 in 100 (27–41).
  */
 export function defaultPoolSize(concurrency: number, max: number): number {
   return Math.min(max, Math.ceil(concurrency / 2));
