@@ -74,7 +74,7 @@ type Wait = { outcome: 'granted'; jobId: string } | { outcome: 'displaced' | 'ti
  * another request took meanwhile is not given twice, and no queue forms behind a stream of hand-overs.
  */
 export class FreedSlots {
-  /** Freed jobs' ids with when their terminal record came, oldest first. */
+  /** Freed jobs' ids with when their terminal record came (performance.now(), like every time here), oldest first. */
   #kept: { jobId: string; at: number }[] = [];
   #waiter: { since: number; settle: (w: Wait) => void } | undefined;
   /** Mean time between requests to this queue (exponentially weighted), and the last one's arrival. */
@@ -96,15 +96,19 @@ export class FreedSlots {
   freed(jobId: string): void {
     const waiter = this.#waiter;
     this.#waiter = undefined;
-    // See the class comment: a waiter that has waited over half the usual gap gives way to the next arrival.
     const now = performance.now();
-    const next = (this.#lastArrival ?? -Infinity) + this.#gapMs - now;
-    if (waiter && !(now - waiter.since > this.#gapMs / 2 && next < FINISHING_MS)) waiter.settle({ outcome: 'granted', jobId });
+    if (waiter && !this.#givesWay(waiter.since, now)) waiter.settle({ outcome: 'granted', jobId });
     else {
       waiter?.settle({ outcome: 'displaced' });
       this.#prune();
-      this.#kept.push({ jobId, at: Date.now() });
+      this.#kept.push({ jobId, at: now });
     }
+  }
+
+  /** See the class comment: a waiter past half the usual gap gives way when the next arrival is due soon. */
+  #givesWay(since: number, now: number): boolean {
+    const nextDueIn = (this.#lastArrival ?? -Infinity) + this.#gapMs - now;
+    return now - since > this.#gapMs / 2 && nextDueIn < FINISHING_MS;
   }
 
   /** A slot freed within FINISHING_MS (its job's id), used up; undefined when there is none. */
@@ -115,7 +119,7 @@ export class FreedSlots {
 
   /** Drops slots kept longer than FINISHING_MS (BullMQ has them as free by then). */
   #prune(): void {
-    const since = Date.now() - FINISHING_MS;
+    const since = performance.now() - FINISHING_MS;
     while (this.#kept.length > 0 && this.#kept[0]!.at < since) this.#kept.shift();
   }
 

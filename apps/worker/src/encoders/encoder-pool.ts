@@ -16,6 +16,9 @@ export const isProcessFormat = (format: AudioFormat): format is FfmpegFormat => 
 
 type ProcessEncoder = FfmpegEncoder | LameEncoder;
 
+/** One pool per container and input rate. */
+const poolKey = (format: FfmpegFormat, rate: number) => `${format}@${rate}`;
+
 /** `spawn` starts LAME (the worker's spawner helper); ffmpeg is started by fluent-ffmpeg itself. */
 function startEncoder(format: FfmpegFormat, niceness: number, inputRate: number, spawn?: SpawnFn): ProcessEncoder {
   return format === 'mp3' ? new LameEncoder(niceness, inputRate, spawn) : new FfmpegEncoder(format, niceness, inputRate);
@@ -50,7 +53,7 @@ export class EncoderPool {
   warm(rates: readonly number[] = [OUTPUT_SAMPLE_RATE]): void {
     for (const rate of new Set(rates)) {
       for (const f of FFMPEG_FORMATS) {
-        this.#idle.set(`${f}@${rate}`, this.#idle.get(`${f}@${rate}`) ?? []);
+        this.#idle.set(poolKey(f, rate), this.#idle.get(poolKey(f, rate)) ?? []);
         this.#refill(f, rate);
       }
     }
@@ -64,7 +67,7 @@ export class EncoderPool {
   acquire(format: AudioFormat, background = false, inputRate = OUTPUT_SAMPLE_RATE): AudioEncoder {
     if (!isProcessFormat(format)) return new RawEncoder(format);
     if (background) return startEncoder(format, NICENESS.batch, inputRate, this.#spawn);
-    const key = `${format}@${inputRate}`;
+    const key = poolKey(format, inputRate);
     const idle = this.#idle.get(key);
     if (!idle) return startEncoder(format, 0, inputRate, this.#spawn);
     this.#used.add(key);
@@ -77,12 +80,12 @@ export class EncoderPool {
 
   /** Idle encoders kept for this container and input rate (for tests and diagnostics). */
   idleCount(format: FfmpegFormat, inputRate = OUTPUT_SAMPLE_RATE): number {
-    return this.#idle.get(`${format}@${inputRate}`)?.length ?? 0;
+    return this.#idle.get(poolKey(format, inputRate))?.length ?? 0;
   }
 
   #refill(format: FfmpegFormat, rate: number) {
     if (this.#closed) return;
-    const key = `${format}@${rate}`;
+    const key = poolKey(format, rate);
     const idle = this.#idle.get(key)!;
     const target = this.#used.has(key) ? this.#size : Math.min(1, this.#size);
     while (idle.length < target) idle.push(startEncoder(format, 0, rate, this.#spawn));

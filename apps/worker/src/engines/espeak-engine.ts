@@ -3,7 +3,8 @@ import { promisify } from 'node:util';
 import { EngineError, type LoadedModel, type SynthesisInput, type TtsEngine } from './engine.ts';
 import { parseWavHeader } from '../audio/wav.ts';
 import { plainText } from './plain-text.ts';
-import { signal, type JobPriority } from '../processors/job-priority.ts';
+// Aliased: `signal` is the AbortSignal parameter of the runs below.
+import { signal as signalPid, type JobPriority } from '../processors/job-priority.ts';
 import { EspeakPool, EspeakProcess } from './espeak-pool.ts';
 import type { DeferRefill } from '../processors/first-audio-gate.ts';
 import type { SpawnFn } from '../spawner/spawner.ts';
@@ -117,10 +118,10 @@ export const ESPEAK_FIRST_RECORD_HOLD = { afterSamples: SAMPLE_RATE / 2, maxMs: 
  * (bench/input-length.ts). Its pipe holds what it made; a process killed meanwhile dies stopped or not.
  */
 function holdUntilFirstRecord(pid: number, firstRecordOut: Promise<unknown>): void {
-  signal(pid, 'SIGSTOP');
+  signalPid(pid, 'SIGSTOP');
   const cont = () => {
     clearTimeout(timer);
-    signal(pid, 'SIGCONT');
+    signalPid(pid, 'SIGCONT');
   };
   const timer = setTimeout(cont, ESPEAK_FIRST_RECORD_HOLD.maxMs);
   void firstRecordOut.then(cont, cont);
