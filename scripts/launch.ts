@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '@chorus/shared/free-port';
+import { WORKER_NODE_FLAGS } from '@chorus/shared/node-flags';
 import { waitForRedisUp } from '@chorus/shared/redis';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -35,8 +36,8 @@ async function startRedis(): Promise<string> {
   return url;
 }
 
-function run(name: string, entry: string, env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], { cwd: root, env, stdio: 'inherit' });
+function run(name: string, entry: string, env: NodeJS.ProcessEnv, nodeFlags: readonly string[] = []) {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', path.join(root, entry)], { cwd: root, env, stdio: 'inherit' });
   child.once('exit', (code, signal) => {
     if (!stopping) {
       console.error(`${name} exited (${code ?? signal}); stopping`);
@@ -74,7 +75,7 @@ if (!env.REDIS_URL && !env.REDIS_CLUSTER_NODES) {
   env.REDIS_URL = await startRedis();
   console.log(`started a private redis-server at ${env.REDIS_URL} (data in ${path.join(dataDir, 'redis')})`);
 }
-run('worker', 'apps/worker/src/main.ts', env);
+run('worker', 'apps/worker/src/main.ts', env, WORKER_NODE_FLAGS);
 run('api', 'apps/api/src/server.ts', env);
 process.on('SIGINT', () => void stop(0));
 process.on('SIGTERM', () => void stop(0));

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from './helpers/stack.ts';
+import { WORKER_NODE_FLAGS } from '@chorus/shared/node-flags';
 
 /*
  * There is no Docker engine on CI machines, but Debian's docker-compose (1.29) validates a compose file offline,
@@ -137,5 +138,21 @@ describe('Dockerfiles', () => {
     expect(uid1000(stageUsers('apps/api/Dockerfile').get('apps/api/Dockerfile'))).toBe(true);
     const worker = stageUsers('apps/worker/Dockerfile');
     for (const target of ['cpu', 'gpu']) expect(uid1000(worker.get(target)), `worker ${target}: USER ${worker.get(target)}`).toBe(true);
+  });
+
+  it('every worker start passes WORKER_NODE_FLAGS: both image targets, the npm scripts, npm start', () => {
+    const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
+    const cmds = read('apps/worker/Dockerfile').split('\n').filter((l) => /^CMD \[.*apps\/worker\/src\/main\.ts/.test(l));
+    expect(cmds).toHaveLength(2); // cpu and gpu
+    for (const cmd of cmds) {
+      const argv = JSON.parse(cmd.replace(/^CMD /, '')) as string[];
+      expect(argv.slice(1, 1 + WORKER_NODE_FLAGS.length), cmd).toEqual([...WORKER_NODE_FLAGS]);
+    }
+    const scripts = [
+      (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.worker!,
+      (JSON.parse(read('apps/worker/package.json')) as { scripts: Record<string, string> }).scripts.start!,
+    ];
+    for (const script of scripts) expect(script.split(' ').slice(1, 1 + WORKER_NODE_FLAGS.length), script).toEqual([...WORKER_NODE_FLAGS]);
+    expect(read('scripts/launch.ts')).toContain("run('worker', 'apps/worker/src/main.ts', env, WORKER_NODE_FLAGS)");
   });
 });

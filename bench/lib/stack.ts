@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import { liveWorkers, RedisKeys, speechQueueName, type Lane } from '@chorus/shared';
+import { WORKER_NODE_FLAGS } from '@chorus/shared/node-flags';
 import { freePort, startChild, startRedisServer, type Child, type RedisServerHandle } from './processes.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -18,7 +19,7 @@ function nodeArgs(main: string): string[] {
   const prof = process.env.BENCH_CPU_PROF === '1'
     ? ['--cpu-prof', '--cpu-prof-dir', path.join(ROOT, 'bench/results/profiles')]
     : [];
-  return [...prof, '--import', 'tsx', main];
+  return [...prof, ...(main === WORKER_MAIN ? WORKER_NODE_FLAGS : []), '--import', 'tsx', main];
 }
 
 export interface StackOptions {

@@ -7,6 +7,7 @@ import { Cluster, Redis } from 'ioredis';
 import { Queue } from 'bullmq';
 import OpenAI from 'openai';
 import { liveWorkers, loadApiConfig, primaries, RedisKeys, speechQueueName, within, type RedisClient } from '@chorus/shared';
+import { WORKER_NODE_FLAGS } from '@chorus/shared/node-flags';
 import { buildApp } from '../../apps/api/src/app.ts';
 import { track } from './child-cleanup.ts';
 
@@ -22,7 +23,7 @@ export interface WorkerProcess {
 
 /** Starts a real worker process (tsx) with the given environment. */
 export function spawnWorker(env: Record<string, string>): WorkerProcess {
-  const child = track(spawn(process.execPath, ['--import', 'tsx', WORKER_MAIN], {
+  const child = track(spawn(process.execPath, [...WORKER_NODE_FLAGS, '--import', 'tsx', WORKER_MAIN], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

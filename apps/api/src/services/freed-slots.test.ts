@@ -28,16 +28,25 @@ describe('FreedSlots', () => {
     expect(slots.take()).toBeUndefined();
   });
 
-  it('keeps the slot for the next arrival when the waiter has waited over half the usual gap', async () => {
+  it('keeps the slot for the next arrival when the waiter has waited over a quarter of the usual gap', async () => {
     const slots = new FreedSlots();
     const at = arrivals(slots, 20, 20); // one request every 20 ms: the next is due 20 ms after the last
     const waiter = slots.wait(FINISHING_MS, at);
-    vi.advanceTimersByTime(12);
+    vi.advanceTimersByTime(7); // over 5 ms (a quarter), under 10 (half)
     slots.freed('job-1');
     await expect(waiter).resolves.toEqual({ outcome: 'displaced' });
-    vi.advanceTimersByTime(8);
+    vi.advanceTimersByTime(13);
     slots.arrived();
     expect(slots.take()).toBe('job-1'); // the next request finds it kept
+  });
+
+  it('gives the slot to a waiter that has waited under a quarter of the usual gap', async () => {
+    const slots = new FreedSlots();
+    const at = arrivals(slots, 20, 20);
+    const waiter = slots.wait(FINISHING_MS, at);
+    vi.advanceTimersByTime(4);
+    slots.freed('job-1');
+    await expect(waiter).resolves.toEqual({ outcome: 'granted', jobId: 'job-1' });
   });
 
   it('gives the slot to a waiter of any age when requests come further apart than FINISHING_MS', async () => {

@@ -1,9 +1,19 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import type { Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { decodeRecord, type TtsJobInput } from '@chorus/shared';
+// The suite's Redis (inject('redisUrl')): its type is declared with the global setup that provides it.
+import type {} from '../../../../test/helpers/global-setup.ts';
+import type { EncoderPool } from '../encoders/encoder-pool.ts';
+import type { WorkerMetrics } from '../metrics.ts';
 import { FirstAudioGate, MAX_FIRST_AUDIO_MS, MIN_AHEAD_S, REFILL_MAX_DELAY_MS } from './first-audio-gate.ts';
 import { JobPriority } from './job-priority.ts';
+import { createSynthesizeProcessor } from './synthesize.ts';
 
 /** The process's scheduler state from /proc: 'T' = stopped, 'S'/'R' = running or sleeping. */
 const state = (pid: number) => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
@@ -144,6 +154,39 @@ describe('FirstAudioGate (real processes, SIGSTOP/SIGCONT)', () => {
     const t0 = performance.now();
     const late = new Promise<number>((resolve) => gate.whenIdle(() => resolve(performance.now() - t0)));
     expect(await late).toBeGreaterThanOrEqual(REFILL_MAX_DELAY_MS - 5);
+    gate.close();
+  });
+
+  it('counts a realtime job as waiting from its first step: streams are stopped while it reads its stream position', async () => {
+    const redis = new Redis(inject('redisUrl'));
+    afterAll(() => redis.quit());
+    const gate = new FirstAudioGate();
+    const streaming = jobWithProcess();
+    gate.streaming(streaming.priority, () => MIN_AHEAD_S + 10);
+    // The job's cancel-flag read, answered when the test says: the job is held at its Redis reads, before any engine.
+    let answerCancelled = (_: boolean) => {};
+    const synthesize = createSynthesizeProcessor({
+      redis, engines: new Map(), streamTtlS: 60, logger: pino({ level: 'silent' }), gate,
+      isCancelled: () => new Promise<boolean>((resolve) => (answerCancelled = resolve)),
+      // Not reached: the job ends at the engine lookup (no engine is served here).
+      encoders: {} as EncoderPool, metrics: {} as WorkerMetrics,
+    });
+    const streamKey = `test:first-audio-gate:${randomUUID()}`;
+    const data: TtsJobInput = {
+      v: 1, requestId: 'req-gate', streamKey, engine: 'espeak', model: 'tts-1', text: 'Hello there.',
+      speaker: { id: 'espeak:en', name: 'en', engine: 'espeak', voice: 'en', language: 'en' },
+      format: 'mp3', speed: 1, enqueuedAt: Date.now(),
+    };
+    const job = { id: 'job-gate', data, processedOn: Date.now(), timestamp: Date.now(), attemptsStarted: 1, attemptsMade: 0, opts: {} } as unknown as Job;
+    const run = synthesize(job);
+    run.catch(() => {});
+    expect(await becomes(streaming.pid, true)).toBe(true);
+    answerCancelled(false);
+    await expect(run).rejects.toThrow('engine espeak not served here');
+    expect(await becomes(streaming.pid, false)).toBe(true); // the job left the gate when it ended
+    const records = (await redis.xrangeBuffer(streamKey, '-', '+')).map(([, fields]) => decodeRecord(fields));
+    expect(records).toMatchObject([{ type: 'error', code: 'model_unavailable' }]);
+    await redis.del(streamKey);
     gate.close();
   });
 });

@@ -80,201 +80,210 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
     log.debug({ queuedMs: (job.processedOn ?? 0) - job.timestamp, sinceStartMs: Date.now() - (job.processedOn ?? 0) }, 'job started');
     const abort = signal ?? new AbortController().signal;
     const options = pickSynthesisOptions(data);
-
-    // Asked now, answered with the stream position below: one round trip before the first audio, not two.
-    const cancelledBeforeStart = deps.isCancelled(job.id!);
-    cancelledBeforeStart.catch(() => {}); // awaited below, or not needed (a duplicate delivery returns first)
-    let writer: AudioSink;
-    let resuming = false;
-    if (data.sink) {
-      // A batch item: audio to storage, outcome to the batch. One that has its outcome already (a worker died
-      // after recording it) is not run again; it only makes sure the finalizer was enqueued.
-      if (!deps.batch) throw new UnrecoverableError('batch item on a worker without storage');
-      const { batchId, customId } = data.sink;
-      if ((await deps.redis.hexists(deps.batch.keys.batchOutcomes(batchId), customId)) === 1) {
-        log.info('batch item has its outcome already; duplicate delivery ignored');
-        if ((await remainingOutcomes(deps.redis, deps.batch.keys, batchId)) === 0) await enqueueFinalize(deps.batch.control, batchId);
-        return { bytes: 0, durationS: 0, chars: data.text.length, chunks: 0 };
-      }
-      writer = new StorageSink(deps.batch, data.sink, data);
-    } else if (data.streamKey) {
-      const position = await readStreamPosition(deps.redis, data.streamKey);
-      if (position.finished) {
-        log.info('stream already finished; duplicate delivery ignored');
-        return { bytes: position.bytes, durationS: 0, chars: data.text.length, chunks: 0 };
-      }
-      writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position);
-      if (position.seq > 0) {
-        resuming = true;
-        log.warn({ seq: position.seq, bytes: position.bytes }, 'resuming a stream left by an earlier attempt');
-      }
-    } else {
-      throw new UnrecoverableError('invalid job payload: neither streamKey nor sink');
-    }
-
-    if (await cancelledBeforeStart) {
-      await writer.fail(ERRORS.TTS_ERR_CANCELLED.code, CANCELLED_MESSAGE);
-      deps.metrics.jobs.inc({ status: 'cancelled', engine: data.engine });
-      throw new UnrecoverableError('cancelled before start');
-    }
-
-    const engine = deps.engines.get(data.engine);
-    if (!engine) {
-      await writer.fail(ERRORS.TTS_ERR_MODEL_UNAVAILABLE.code, `No worker is serving model '${data.model}' right now.`);
-      throw new UnrecoverableError(`engine ${data.engine} not served here`);
-    }
-
-    const started = Date.now();
-    // attemptsStarted > 1: a restart after a crashed worker (counted as `retried`, whether or not bytes were out).
-    deps.metrics.observeStart(data, job.attemptsStarted, started);
-    deps.metrics.busy.inc();
     const background = data.priority === 'batch';
-    const [minSpeed, maxSpeed] = engine.speedRange;
-    const engineSpeed = Math.min(maxSpeed, Math.max(minSpeed, data.speed));
-    const residualTempo = data.speed / engineSpeed;
-    const needsTempo = Math.abs(residualTempo - 1) > 1e-3;
-    // Piper voices differ in rate (16 kHz, 22,050 Hz): the speaker's own. (Throws for a voice this worker lacks:
-    // published below like any failure of the run.)
-    let engineRate = engine.sampleRate;
-    let rateError: unknown;
-    try {
-      engineRate = engine.sampleRateFor?.(data.speaker) ?? engine.sampleRate;
-    } catch (err) {
-      rateError = err;
-    }
-    // An encoder process (LAME, ffmpeg) or a tempo stage takes the engine's PCM as it is and resamples it to 24 kHz
-    // in C: the JS resampler was most of the worker's own CPU per request (bench/profile.ts). It stays for wav/pcm
-    // without a tempo stage (no child process at all).
-    const pcmRate = isProcessFormat(data.format) ? engineRate : OUTPUT_SAMPLE_RATE;
-    const resampleHere = !isProcessFormat(data.format) && !needsTempo;
-    const encoder = deps.encoders.acquire(data.format, background, pcmRate);
-    encoder.attach((chunk) => writer.push(chunk));
     // Full CPU priority until the listener has new audio, then behind jobs that have none yet (job-priority.ts).
     const priority = new JobPriority(background ? NICENESS.batch : NICENESS.firstAudio);
-    encoder.adopt?.(priority);
-
-    // The audio limit, on the PCM the client gets (after tempo): the job fails as soon as its audio passes it,
-    // whatever the text (4,095 ideographs at speed 0.25 would be hours). Counted before the encoder sees the
-    // piece, so a limit passed before any encoded byte is out is a plain 400 to the client.
-    const maxAudioS = data.maxAudioS ?? DEFAULT_MAX_AUDIO_SECONDS;
-    const maxAudioBytes = Math.floor(maxAudioS * pcmRate) * OUTPUT_BYTES_PER_SAMPLE;
-    let audioBytes = 0;
-    let tooLong: ChorusError | undefined;
-    // Until its first audio a realtime job has the CPU of streams that are well ahead (first-audio-gate.ts); then it
-    // is one of them, ahead by the audio it made since its first bytes minus the time since. Batch items always are.
+    // Until its first audio a realtime job has the CPU of streams that are well ahead (first-audio-gate.ts), from
+    // its first step: the stream-position read below is a Redis round trip whose every hop waits for a CPU (under
+    // 5× overload the worker's p95 from job start to first record went 21–22 → 15–17 ms; bench/admission.ts).
+    // Then it is one of them, ahead by the audio it made since its first bytes minus the time since. Batch items
+    // always are.
     const gate = deps.gate;
     let leaveGate: (afterMs?: number) => void = () => {};
     if (gate) leaveGate = background ? gate.streaming(priority, () => Infinity) : gate.waitForFirstAudio(priority);
-    let onFirstRecord = () => {};
-    const firstRecordOut = background || resuming ? undefined : new Promise<void>((resolve) => (onFirstRecord = resolve));
-    if (!background) {
-      writer.onFirstChunk?.(() => {
-        onFirstRecord();
-        priority.raise(NICENESS.streaming);
-        if (!gate) return;
-        // Still first in line while the record crosses the API to its client; stoppable like any stream after.
-        leaveGate(FIRST_RECORD_GRACE_MS);
-        const audioS = () => audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
-        const atFirst = { s: audioS(), ms: performance.now() };
-        leaveGate = gate.streaming(priority, () => audioS() - atFirst.s - (performance.now() - atFirst.ms) / 1000);
-      });
-    }
-    // Stops the engine (its child process) on a client cancel and on the limit alike.
-    const stop = new AbortController();
-    const toEncoder = async (pcm: Buffer) => {
-      audioBytes += pcm.length;
-      if (audioBytes > maxAudioBytes) {
-        tooLong ??= new ChorusError(
-          'TTS_ERR_AUDIO_TOO_LONG',
-          `The audio for this input would be longer than the limit of ${maxAudioS} seconds; ` +
-            'shorten the input or raise the speed.',
-        );
-        halt();
-        throw tooLong;
-      }
-      await encoder.write(pcm);
-    };
-    const tempo = needsTempo ? new TempoStage(residualTempo, toEncoder, { inRate: engineRate, outRate: pcmRate }) : undefined;
-    tempo?.adopt(priority);
-    const halt = () => {
-      stop.abort();
-      tempo?.destroy();
-      encoder.destroy();
-    };
-    abort.addEventListener('abort', halt, { once: true });
-
     try {
-      if (rateError) throw rateError;
-      const resampler = resampleHere ? resamplerFor(engineRate) : undefined;
-      const write = async (pcm: Buffer) => {
-        if (pcm.length === 0) return;
-        if (tempo) await tempo.write(pcm);
-        else await toEncoder(pcm);
-        // The engine's output is usually buffered already, so its iterator resolves on microtasks alone and
-        // nothing else runs until the segment ends: one event-loop turn per piece lets the encoder's first bytes
-        // (and Redis replies) through while the rest is resampled.
-        await yieldToEventLoop();
-      };
-      // One engine call per job for engines that stream a whole text (espeak-ng): one process start, not one per
-      // segment; its first audio comes as early as a short first segment's would (bench/input-length.ts).
-      const segments = engine.wholeText ? (data.text.trim() ? [data.text] : []) : segmentText(data.text);
-      for (const segment of segments) {
-        stop.signal.throwIfAborted();
-        // Resampled and encoded as the engine produces it: first audio does not wait for the whole first
-        // segment (bench/input-length.ts). Same bytes as resampling the segment in one piece.
-        const resampling = resampler?.stream();
-        for await (const pcm of engine.synthesize(
-          {
-            ...options, speed: engineSpeed, text: segment, speaker: data.speaker,
-            preset: data.preset?.values, priority, firstRecordOut,
-          },
-          stop.signal,
-        )) {
-          await write(resampling ? resampling.push(pcm) : pcm);
-        }
-        if (resampling) await write(resampling.flush());
-      }
-      if (tempo) {
-        await tempo.finish();
-      }
-      await encoder.finish();
-      await writer.drain();
-      abort.throwIfAborted();
-      if (tooLong) throw tooLong;
-      const durationS = audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
-      await writer.end({ durationS, chars: data.text.length });
-
-      const elapsedS = (Date.now() - started) / 1000;
-      deps.metrics.observeSynthesis(data, elapsedS, durationS, writer.firstChunkAt ? (writer.firstChunkAt - started) / 1000 : undefined);
-      log.info({ bytes: writer.bytes, durationS, chunks: writer.chunks, elapsedS }, 'job completed');
-      return { bytes: writer.bytes, durationS, chars: data.text.length, chunks: writer.chunks };
-    } catch (err) {
-      halt();
-      const cancelled = abort.aborted;
-      // What the client sees: a catalogue code and a message written for clients. Engine and ffmpeg messages
-      // (exit codes, stderr) go to the log only.
-      const failure = tooLong ?? err;
-      if (!cancelled && isTransient(failure) && hasAttemptsLeft(job, deps.maxStartedAttempts)) {
-        // Counted as `retried` when the next attempt starts; no error record, so the client keeps waiting.
-        await writer.abandon();
-        log.warn({ err: (failure as Error).message, attempt: job.attemptsMade + 1 }, 'transient failure; job will be retried');
-        throw new Error(`transient: ${(failure as Error).message}`, { cause: failure });
-      }
-      const known = failure instanceof ChorusError ? failure : undefined;
-      const code = cancelled ? ERRORS.TTS_ERR_CANCELLED.code : (known?.code ?? ERRORS.TTS_ERR_ENGINE_FAILED.code);
-      const message = cancelled ? CANCELLED_MESSAGE : (known?.message ?? ENGINE_FAILED_MESSAGE);
-      await writer.fail(code, message, cancelled ? undefined : (known?.param ?? undefined)).catch((failErr: unknown) => log.error({ err: failErr }, 'could not publish error record'));
-      deps.metrics.jobs.inc({ status: cancelled ? 'cancelled' : 'failed', engine: data.engine });
-      if (cancelled) log.info('job cancelled');
-      else {
-        const audioS = audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
-        log.warn({ code, err: (failure as Error).message, audioS }, 'job failed');
-      }
-      throw new UnrecoverableError(message);
+      return await run();
     } finally {
       leaveGate();
-      abort.removeEventListener('abort', halt);
-      deps.metrics.busy.dec();
+    }
+
+    async function run(): Promise<TtsJobResult> {
+      // Asked now, answered with the stream position below: one round trip before the first audio, not two.
+      const cancelledBeforeStart = deps.isCancelled(job.id!);
+      cancelledBeforeStart.catch(() => {}); // awaited below, or not needed (a duplicate delivery returns first)
+      let writer: AudioSink;
+      let resuming = false;
+      if (data.sink) {
+        // A batch item: audio to storage, outcome to the batch. One that has its outcome already (a worker died
+        // after recording it) is not run again; it only makes sure the finalizer was enqueued.
+        if (!deps.batch) throw new UnrecoverableError('batch item on a worker without storage');
+        const { batchId, customId } = data.sink;
+        if ((await deps.redis.hexists(deps.batch.keys.batchOutcomes(batchId), customId)) === 1) {
+          log.info('batch item has its outcome already; duplicate delivery ignored');
+          if ((await remainingOutcomes(deps.redis, deps.batch.keys, batchId)) === 0) await enqueueFinalize(deps.batch.control, batchId);
+          return { bytes: 0, durationS: 0, chars: data.text.length, chunks: 0 };
+        }
+        writer = new StorageSink(deps.batch, data.sink, data);
+      } else if (data.streamKey) {
+        const position = await readStreamPosition(deps.redis, data.streamKey);
+        if (position.finished) {
+          log.info('stream already finished; duplicate delivery ignored');
+          return { bytes: position.bytes, durationS: 0, chars: data.text.length, chunks: 0 };
+        }
+        writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position);
+        if (position.seq > 0) {
+          resuming = true;
+          log.warn({ seq: position.seq, bytes: position.bytes }, 'resuming a stream left by an earlier attempt');
+        }
+      } else {
+        throw new UnrecoverableError('invalid job payload: neither streamKey nor sink');
+      }
+
+      if (await cancelledBeforeStart) {
+        await writer.fail(ERRORS.TTS_ERR_CANCELLED.code, CANCELLED_MESSAGE);
+        deps.metrics.jobs.inc({ status: 'cancelled', engine: data.engine });
+        throw new UnrecoverableError('cancelled before start');
+      }
+
+      const engine = deps.engines.get(data.engine);
+      if (!engine) {
+        await writer.fail(ERRORS.TTS_ERR_MODEL_UNAVAILABLE.code, `No worker is serving model '${data.model}' right now.`);
+        throw new UnrecoverableError(`engine ${data.engine} not served here`);
+      }
+
+      const started = Date.now();
+      // attemptsStarted > 1: a restart after a crashed worker (counted as `retried`, whether or not bytes were out).
+      deps.metrics.observeStart(data, job.attemptsStarted, started);
+      deps.metrics.busy.inc();
+      const [minSpeed, maxSpeed] = engine.speedRange;
+      const engineSpeed = Math.min(maxSpeed, Math.max(minSpeed, data.speed));
+      const residualTempo = data.speed / engineSpeed;
+      const needsTempo = Math.abs(residualTempo - 1) > 1e-3;
+      // Piper voices differ in rate (16 kHz, 22,050 Hz): the speaker's own. (Throws for a voice this worker lacks:
+      // published below like any failure of the run.)
+      let engineRate = engine.sampleRate;
+      let rateError: unknown;
+      try {
+        engineRate = engine.sampleRateFor?.(data.speaker) ?? engine.sampleRate;
+      } catch (err) {
+        rateError = err;
+      }
+      // An encoder process (LAME, ffmpeg) or a tempo stage takes the engine's PCM as it is and resamples it to 24 kHz
+      // in C: the JS resampler was most of the worker's own CPU per request (bench/profile.ts). It stays for wav/pcm
+      // without a tempo stage (no child process at all).
+      const pcmRate = isProcessFormat(data.format) ? engineRate : OUTPUT_SAMPLE_RATE;
+      const resampleHere = !isProcessFormat(data.format) && !needsTempo;
+      const encoder = deps.encoders.acquire(data.format, background, pcmRate);
+      encoder.attach((chunk) => writer.push(chunk));
+      encoder.adopt?.(priority);
+
+      // The audio limit, on the PCM the client gets (after tempo): the job fails as soon as its audio passes it,
+      // whatever the text (4,095 ideographs at speed 0.25 would be hours). Counted before the encoder sees the
+      // piece, so a limit passed before any encoded byte is out is a plain 400 to the client.
+      const maxAudioS = data.maxAudioS ?? DEFAULT_MAX_AUDIO_SECONDS;
+      const maxAudioBytes = Math.floor(maxAudioS * pcmRate) * OUTPUT_BYTES_PER_SAMPLE;
+      let audioBytes = 0;
+      let tooLong: ChorusError | undefined;
+      let onFirstRecord = () => {};
+      const firstRecordOut = background || resuming ? undefined : new Promise<void>((resolve) => (onFirstRecord = resolve));
+      if (!background) {
+        writer.onFirstChunk?.(() => {
+          onFirstRecord();
+          priority.raise(NICENESS.streaming);
+          if (!gate) return;
+          // Still first in line while the record crosses the API to its client; stoppable like any stream after.
+          leaveGate(FIRST_RECORD_GRACE_MS);
+          const audioS = () => audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
+          const atFirst = { s: audioS(), ms: performance.now() };
+          leaveGate = gate.streaming(priority, () => audioS() - atFirst.s - (performance.now() - atFirst.ms) / 1000);
+        });
+      }
+      // Stops the engine (its child process) on a client cancel and on the limit alike.
+      const stop = new AbortController();
+      const toEncoder = async (pcm: Buffer) => {
+        audioBytes += pcm.length;
+        if (audioBytes > maxAudioBytes) {
+          tooLong ??= new ChorusError(
+            'TTS_ERR_AUDIO_TOO_LONG',
+            `The audio for this input would be longer than the limit of ${maxAudioS} seconds; ` +
+              'shorten the input or raise the speed.',
+          );
+          halt();
+          throw tooLong;
+        }
+        await encoder.write(pcm);
+      };
+      const tempo = needsTempo ? new TempoStage(residualTempo, toEncoder, { inRate: engineRate, outRate: pcmRate }) : undefined;
+      tempo?.adopt(priority);
+      const halt = () => {
+        stop.abort();
+        tempo?.destroy();
+        encoder.destroy();
+      };
+      abort.addEventListener('abort', halt, { once: true });
+
+      try {
+        if (rateError) throw rateError;
+        const resampler = resampleHere ? resamplerFor(engineRate) : undefined;
+        const write = async (pcm: Buffer) => {
+          if (pcm.length === 0) return;
+          if (tempo) await tempo.write(pcm);
+          else await toEncoder(pcm);
+          // The engine's output is usually buffered already, so its iterator resolves on microtasks alone and
+          // nothing else runs until the segment ends: one event-loop turn per piece lets the encoder's first bytes
+          // (and Redis replies) through while the rest is resampled.
+          await yieldToEventLoop();
+        };
+        // One engine call per job for engines that stream a whole text (espeak-ng): one process start, not one per
+        // segment; its first audio comes as early as a short first segment's would (bench/input-length.ts).
+        const segments = engine.wholeText ? (data.text.trim() ? [data.text] : []) : segmentText(data.text);
+        for (const segment of segments) {
+          stop.signal.throwIfAborted();
+          // Resampled and encoded as the engine produces it: first audio does not wait for the whole first
+          // segment (bench/input-length.ts). Same bytes as resampling the segment in one piece.
+          const resampling = resampler?.stream();
+          for await (const pcm of engine.synthesize(
+            {
+              ...options, speed: engineSpeed, text: segment, speaker: data.speaker,
+              preset: data.preset?.values, priority, firstRecordOut,
+            },
+            stop.signal,
+          )) {
+            await write(resampling ? resampling.push(pcm) : pcm);
+          }
+          if (resampling) await write(resampling.flush());
+        }
+        if (tempo) {
+          await tempo.finish();
+        }
+        await encoder.finish();
+        await writer.drain();
+        abort.throwIfAborted();
+        if (tooLong) throw tooLong;
+        const durationS = audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
+        await writer.end({ durationS, chars: data.text.length });
+
+        const elapsedS = (Date.now() - started) / 1000;
+        deps.metrics.observeSynthesis(data, elapsedS, durationS, writer.firstChunkAt ? (writer.firstChunkAt - started) / 1000 : undefined);
+        log.info({ bytes: writer.bytes, durationS, chunks: writer.chunks, elapsedS }, 'job completed');
+        return { bytes: writer.bytes, durationS, chars: data.text.length, chunks: writer.chunks };
+      } catch (err) {
+        halt();
+        const cancelled = abort.aborted;
+        // What the client sees: a catalogue code and a message written for clients. Engine and ffmpeg messages
+        // (exit codes, stderr) go to the log only.
+        const failure = tooLong ?? err;
+        if (!cancelled && isTransient(failure) && hasAttemptsLeft(job, deps.maxStartedAttempts)) {
+          // Counted as `retried` when the next attempt starts; no error record, so the client keeps waiting.
+          await writer.abandon();
+          log.warn({ err: (failure as Error).message, attempt: job.attemptsMade + 1 }, 'transient failure; job will be retried');
+          throw new Error(`transient: ${(failure as Error).message}`, { cause: failure });
+        }
+        const known = failure instanceof ChorusError ? failure : undefined;
+        const code = cancelled ? ERRORS.TTS_ERR_CANCELLED.code : (known?.code ?? ERRORS.TTS_ERR_ENGINE_FAILED.code);
+        const message = cancelled ? CANCELLED_MESSAGE : (known?.message ?? ENGINE_FAILED_MESSAGE);
+        await writer.fail(code, message, cancelled ? undefined : (known?.param ?? undefined)).catch((failErr: unknown) => log.error({ err: failErr }, 'could not publish error record'));
+        deps.metrics.jobs.inc({ status: cancelled ? 'cancelled' : 'failed', engine: data.engine });
+        if (cancelled) log.info('job cancelled');
+        else {
+          const audioS = audioBytes / OUTPUT_BYTES_PER_SAMPLE / pcmRate;
+          log.warn({ code, err: (failure as Error).message, audioS }, 'job failed');
+        }
+        throw new UnrecoverableError(message);
+      } finally {
+        abort.removeEventListener('abort', halt);
+        deps.metrics.busy.dec();
+      }
     }
   };
 }
