@@ -84,4 +84,20 @@ describe('FreedSlots', () => {
     vi.advanceTimersByTime(FINISHING_MS - 10);
     expect(slots.take()).toBe('job-2');
   });
+
+  it('a slot taken through the counts before its terminal record came is not freed again by that record', async () => {
+    const slots = new FreedSlots();
+    slots.takeSeen(); // admitted into a slot the counts showed free; nothing kept here yet
+    slots.freed('job-1'); // that slot's record, late
+    expect(slots.take()).toBeUndefined();
+    const at = arrivals(slots, 1, 0);
+    const waiter = slots.wait(FINISHING_MS, at);
+    slots.freed('job-2'); // the next one frees a slot again
+    await expect(waiter).resolves.toEqual({ outcome: 'granted', jobId: 'job-2' });
+
+    slots.takeSeen(); // a debt no record pays (a slot another replica's job freed) lapses after FINISHING_MS
+    vi.advanceTimersByTime(FINISHING_MS + 1);
+    slots.freed('job-3');
+    expect(slots.take()).toBe('job-3');
+  });
 });

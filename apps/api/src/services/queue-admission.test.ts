@@ -37,7 +37,8 @@ describe('QueueAdmission (real Redis and BullMQ queue)', () => {
     const { admission, outcomes, looks, admit } = oneSlot();
     await expect(admit()).resolves.toBe('enqueued'); // nothing active: a free slot, seen by a look
     expect(looks).toHaveBeenCalledTimes(1);
-    admission.noteFreed(queue.name, 'job-1'); // its terminal record came: the slot is kept for the next request
+    admission.noteFreed(queue.name, 'job-0'); // the terminal record of the job whose slot that was
+    admission.noteFreed(queue.name, 'job-1'); // another job's: its slot is kept for the next request
     await expect(admit()).resolves.toBe('enqueued');
     expect(looks).toHaveBeenCalledTimes(1); // no second read
     expect(outcomes).toEqual(['free_slot', 'freed_slot']);
@@ -58,5 +59,13 @@ describe('QueueAdmission (real Redis and BullMQ queue)', () => {
     await admit().catch(() => {});
     expect(looks.mock.calls.length).toBeGreaterThanOrEqual(2); // the freed slot is the queued job's: counts read first
     await queue.obliterate({ force: true });
+  });
+
+  it('does not take a freed slot without a look when a request took it through the counts before its record came', async () => {
+    const { admission, looks, admit } = oneSlot();
+    await admit(); // the counts show the slot free (BullMQ finished its job; its terminal record is still to come)
+    admission.noteFreed(queue.name, 'job-4'); // the record: that slot is taken already
+    await admit().catch(() => {});
+    expect(looks).toHaveBeenCalledTimes(2); // looked, instead of taking the slot a second time
   });
 });

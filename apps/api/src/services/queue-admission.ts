@@ -84,6 +84,12 @@ type Wait = { outcome: 'granted'; jobId: string } | { outcome: 'displaced' | 'ti
 export class FreedSlots {
   /** Freed jobs' ids with when their terminal record came (performance.now(), like every time here), oldest first. */
   #kept: { jobId: string; at: number }[] = [];
+  /**
+   * When requests were admitted into a slot the counts showed free while none was kept here (see `takeSeen`),
+   * oldest first: such a slot is usually one whose terminal record has yet to reach this replica (BullMQ finished
+   * the job first), and that record must then not free it a second time.
+   */
+  #owed: number[] = [];
   #waiter: { since: number; settle: (w: Wait) => void } | undefined;
   /** Mean time between requests to this queue (exponentially weighted), and the last one's arrival. */
   #gapMs = Infinity;
@@ -102,6 +108,8 @@ export class FreedSlots {
   }
 
   freed(jobId: string): void {
+    this.#prune();
+    if (this.#owed.shift() !== undefined) return; // taken already, through the counts
     const waiter = this.#waiter;
     this.#waiter = undefined;
     const now = performance.now();
@@ -125,10 +133,19 @@ export class FreedSlots {
     return this.#kept.shift()?.jobId;
   }
 
-  /** Drops slots kept longer than FINISHING_MS (BullMQ has them as free by then). */
+  /**
+   * A request was admitted into a slot the counts showed free: a kept slot is used up for it, or, with none kept,
+   * the next terminal record within FINISHING_MS frees nothing (it is most likely that slot's).
+   */
+  takeSeen(): void {
+    if (this.take() === undefined) this.#owed.push(performance.now());
+  }
+
+  /** Drops slots kept, and debts owed, longer than FINISHING_MS (BullMQ has the slots as free by then). */
   #prune(): void {
     const since = performance.now() - FINISHING_MS;
     while (this.#kept.length > 0 && this.#kept[0]!.at < since) this.#kept.shift();
+    while (this.#owed.length > 0 && this.#owed[0]! < since) this.#owed.shift();
   }
 
   /** Waits up to `ms` for the next freed slot; a newer waiter displaces this one. `since`: its arrived() time. */
@@ -255,7 +272,10 @@ export class QueueAdmission {
     let j = await judge(await look());
     let outcome: AdmissionOutcome = 'free_slot';
     if (j.admitted) {
-      freed.take(); // the free slot it saw may be one kept as freed: that one admits one request, not two
+      // The free slot it saw may be one kept as freed, or one whose terminal record is still to come: either way it
+      // admits one request, not two. (Admitted to wait within the budget: a kept slot is its, through BullMQ.)
+      if (j.p.ahead <= 0) freed.takeSeen();
+      else freed.take();
     } else if (j.waiting === 0) {
       // Nothing queued, every slot busy: one of them may be a job whose last byte is already out (BullMQ counts it
       // active a moment longer). Such a slot seen here is taken; otherwise wait FINISHING_MS for one, then look
