@@ -78,6 +78,11 @@ export class RedisKeys {
     return `${this.prefix}:starts:${queueName}`;
   }
 
+  /** API replicas that relayed a start of this queue, with when they last did (sorted set: replica id → ms). */
+  admissionStarters(queueName: string): string {
+    return `${this.prefix}:starters:${queueName}`;
+  }
+
   /** HMAC secret shared by every API replica: names clients (budgets, job owners) without revealing keys. */
   identitySecret(): string {
     return `${this.prefix}:identity-secret`;

@@ -68,4 +68,21 @@ describe('QueueAdmission (real Redis and BullMQ queue)', () => {
     await admit().catch(() => {});
     expect(looks).toHaveBeenCalledTimes(2); // looked, instead of taking the slot a second time
   });
+
+  it('reads the counts before taking a freed slot while another replica relays starts on the queue', async () => {
+    const other = oneSlot().admission; // a second API replica on the same queue
+    other.noteStarted(queue.name);
+    const starters = new RedisKeys(prefix).admissionStarters(queue.name);
+    await expect.poll(() => redis.zcard(starters)).toBe(1);
+    try {
+      const { admission, looks, admit } = oneSlot();
+      await admit(); // its look sees the other replica
+      admission.noteFreed(queue.name, 'job-5'); // pays for the slot that look took
+      admission.noteFreed(queue.name, 'job-6'); // kept
+      await admit().catch(() => {});
+      expect(looks).toHaveBeenCalledTimes(2); // the other replica may have admitted into it through the counts
+    } finally {
+      await redis.del(starters);
+    }
+  });
 });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '@chorus/shared';
 import type { Queue } from 'bullmq';
 import { ChorusError, type RedisKeys } from '@chorus/shared';
@@ -14,6 +15,11 @@ const RATE_CACHE_MS = 200;
  * the slow 503 admission is there to avoid.
  */
 export const TIMEOUT_SHARE = 0.8;
+/**
+ * How recently another API replica must have relayed a start of a queue for this one to count it as admitting there
+ * too (QueueAdmission's look-free admission is for a replica alone on its queue).
+ */
+const OTHERS_WINDOW_MS = 10_000;
 /** Retry-After of a refusal by MAX_QUEUE_DEPTH. */
 const DEPTH_RETRY_S = 1;
 /**
@@ -194,8 +200,13 @@ export class QueueAdmission {
   readonly #reserved = new Map<string, number>();
   readonly #rates = new Map<string, { at: number; rate: Promise<number | undefined> }>();
   readonly #freed = new Map<string, FreedSlots>();
-  /** Per queue: when this replica last read the counts (performance.now()), and how many jobs were queued then. */
-  readonly #lastLook = new Map<string, { at: number; queued: number }>();
+  /**
+   * Per queue: when this replica last read the counts (performance.now()), how many jobs were queued then, and
+   * whether it was the only replica to relay a start there within OTHERS_WINDOW_MS.
+   */
+  readonly #lastLook = new Map<string, { at: number; queued: number; alone: boolean }>();
+  /** This replica, among those that relay starts (admissionStarters). */
+  readonly #replicaId = randomUUID();
   readonly #outcome: (outcome: AdmissionOutcome) => void;
 
   constructor(opts: {
@@ -223,13 +234,16 @@ export class QueueAdmission {
     const reserved = () => this.#reserved.get(queue.name) ?? 0;
     /** Counts now; `freedJob`: a job whose terminal record came, counted as gone if BullMQ still has it active. */
     const look = async (freedJob?: string) => {
-      const [counts, slots, freedActive] = await Promise.all([
+      const [counts, slots, freedActive, starters] = await Promise.all([
         queue.getJobCounts('active', 'wait', 'prioritized', 'delayed'),
         this.#slots(engine),
         freedJob ? this.#redis.lpos(queue.toKey('active'), freedJob).then((at) => at !== null) : false,
+        // Sent with the counts (ioredis pipelines them): no round trip of its own.
+        this.#redis.zrangebyscore(this.#keys.admissionStarters(queue.name), Date.now() - OTHERS_WINDOW_MS, '+inf').catch(() => ['?']),
       ]);
       const queued = (counts.wait ?? 0) + (counts.prioritized ?? 0) + (counts.delayed ?? 0);
-      this.#lastLook.set(queue.name, { at: performance.now(), queued });
+      const alone = starters.every((id) => id === this.#replicaId);
+      this.#lastLook.set(queue.name, { at: performance.now(), queued, alone });
       return { queued, active: (counts.active ?? 0) - (freedActive ? 1 : 0), slots };
     };
     /**
@@ -262,9 +276,10 @@ export class QueueAdmission {
     // (as old at most): taken without reading the counts. That read is a Redis round trip, under 5× overload
     // 0.5 ms at p50 and 5.7 at p95, most of the API's share of an accepted first byte's tail (bench/admission.ts).
     // Reserved in the same synchronous step, so a look whose counts still show the finished job active counts this
-    // request as waiting and does not give the slot twice.
+    // request as waiting and does not give the slot twice. Only for a replica alone on its queue: another one,
+    // seeing the slot free in the counts once BullMQ finished the job, could admit into it too.
     const last = this.#lastLook.get(queue.name);
-    if (last && last.queued === 0 && performance.now() - last.at < FINISHING_MS && freed.take() !== undefined) {
+    if (last?.alone && last.queued === 0 && performance.now() - last.at < FINISHING_MS && freed.take() !== undefined) {
       this.#reserve(queue.name, 1);
       this.#outcome('freed_slot');
       return this.#enqueueReserved(queue.name, enqueue);
@@ -338,13 +353,19 @@ export class QueueAdmission {
   /** A realtime job of this queue started (its first record reached its API replica). Best effort. */
   noteStarted(queueName: string): void {
     const key = this.#keys.admissionStarts(queueName);
+    const now = Date.now();
     this.#redis
       .multi()
-      .lpush(key, String(Date.now()))
+      .lpush(key, String(now))
       .ltrim(key, 0, RATE_SAMPLES - 1)
       .pexpire(key, 3_600_000)
       .exec()
       .catch(() => {});
+    // Its own commands, not in the MULTI: another key, which on a Cluster may live in another slot.
+    const starters = this.#keys.admissionStarters(queueName);
+    this.#redis.zadd(starters, now, this.#replicaId).catch(() => {});
+    this.#redis.zremrangebyscore(starters, '-inf', now - OTHERS_WINDOW_MS).catch(() => {});
+    this.#redis.pexpire(starters, 3_600_000).catch(() => {});
   }
 
   #rate(queueName: string): Promise<number | undefined> {
