@@ -122,7 +122,6 @@ export class FreedSlots {
     if (waiter && !this.#givesWay(waiter.since, now)) waiter.settle({ outcome: 'granted', jobId });
     else {
       waiter?.settle({ outcome: 'displaced' });
-      this.#prune();
       this.#kept.push({ jobId, at: now });
     }
   }
@@ -361,11 +360,15 @@ export class QueueAdmission {
       .pexpire(key, 3_600_000)
       .exec()
       .catch(() => {});
-    // Its own commands, not in the MULTI: another key, which on a Cluster may live in another slot.
+    // A MULTI of its own: another key, which on a Cluster may live in another slot.
     const starters = this.#keys.admissionStarters(queueName);
-    this.#redis.zadd(starters, now, this.#replicaId).catch(() => {});
-    this.#redis.zremrangebyscore(starters, '-inf', now - OTHERS_WINDOW_MS).catch(() => {});
-    this.#redis.pexpire(starters, 3_600_000).catch(() => {});
+    this.#redis
+      .multi()
+      .zadd(starters, now, this.#replicaId)
+      .zremrangebyscore(starters, '-inf', now - OTHERS_WINDOW_MS)
+      .pexpire(starters, 3_600_000)
+      .exec()
+      .catch(() => {});
   }
 
   #rate(queueName: string): Promise<number | undefined> {
