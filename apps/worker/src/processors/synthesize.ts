@@ -4,10 +4,11 @@ import { UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
   ChorusError, DEFAULT_MAX_AUDIO_SECONDS, enqueueFinalize, ERRORS, OUTPUT_BYTES_PER_SAMPLE, OUTPUT_SAMPLE_RATE,
-  pickSynthesisOptions, remainingOutcomes, TtsJob, type TtsJobResult,
+  pickSynthesisOptions, remainingOutcomes, TtsJob, type RestartPoint, type TtsJobResult,
 } from '@chorus/shared';
 import { EngineError, type TtsEngine } from '../engines/engine.ts';
 import { isProcessFormat, type EncoderPool } from '../encoders/encoder-pool.ts';
+import { isPiecewiseFormat, PiecewiseEncoder } from '../encoders/piecewise-encoder.ts';
 import { JobPriority, NICENESS } from './job-priority.ts';
 import { FIRST_RECORD_GRACE_MS, type FirstAudioGate } from './first-audio-gate.ts';
 import { TempoStage } from '../encoders/tempo-stage.ts';
@@ -103,6 +104,7 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       cancelledBeforeStart.catch(() => {}); // awaited below, or not needed (a duplicate delivery returns first)
       let writer: AudioSink;
       let resuming = false;
+      let resumeFrom: RestartPoint | undefined;
       if (data.sink) {
         // A batch item: audio to storage, outcome to the batch. One that has its outcome already (a worker died
         // after recording it) is not run again; it only makes sure the finalizer was enqueued.
@@ -120,10 +122,15 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
           log.info('stream already finished; duplicate delivery ignored');
           return { bytes: position.bytes, durationS: 0, chars: data.text.length, chunks: 0 };
         }
-        writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position);
+        // Re-encoded from the earlier attempt's last restart point, not from the start (piecewise-encoder.ts).
+        if (isPiecewiseFormat(data.format)) resumeFrom = position.restart;
+        writer = new StreamWriter(deps.redis, data.streamKey, deps.streamTtlS, position, resumeFrom?.bytes);
         if (position.seq > 0) {
           resuming = true;
-          log.warn({ seq: position.seq, bytes: position.bytes }, 'resuming a stream left by an earlier attempt');
+          log.warn(
+            { seq: position.seq, bytes: position.bytes, restartBytes: resumeFrom?.bytes ?? 0 },
+            'resuming a stream left by an earlier attempt',
+          );
         }
       } else {
         throw new UnrecoverableError('invalid job payload: neither streamKey nor sink');
@@ -163,7 +170,13 @@ export function createSynthesizeProcessor(deps: SynthesizeDeps) {
       // without a tempo stage (no child process at all).
       const pcmRate = isProcessFormat(data.format) ? engineRate : OUTPUT_SAMPLE_RATE;
       const resampleHere = !isProcessFormat(data.format) && !needsTempo;
-      const encoder = deps.encoders.acquire(data.format, background, pcmRate);
+      const encoder = isPiecewiseFormat(data.format)
+        ? new PiecewiseEncoder(data.format, () => deps.encoders.acquire(data.format, background, pcmRate), {
+            inputRate: pcmRate,
+            resumeFrom,
+            onRestartPoint: (point) => writer.restartPoint?.(point),
+          })
+        : deps.encoders.acquire(data.format, background, pcmRate);
       encoder.attach((chunk) => writer.push(chunk));
       encoder.adopt?.(priority);
 

@@ -1,3 +1,5 @@
+import type { RestartPoint } from '@chorus/shared/stream-protocol';
+
 /**
  * Where a job's encoded audio goes: a Redis Stream for realtime requests (StreamWriter), a file in storage for
  * batch items (StorageSink). The processor drives both the same way.
@@ -18,4 +20,6 @@ export interface AudioSink {
   readonly firstChunkAt: number | undefined;
   /** Calls `fn` once, when this attempt's first bytes are out (not counting bytes an earlier attempt published). */
   onFirstChunk?(fn: () => void): void;
+  /** Where a later attempt could resume encoding (a stream keeps it for a takeover; a file needs none). */
+  restartPoint?(point: RestartPoint): void;
 }

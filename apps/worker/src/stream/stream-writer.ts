@@ -1,5 +1,5 @@
 import type { RedisClient } from '@chorus/shared';
-import { decodeRecord, encodeRecord, type StreamRecord } from '@chorus/shared/stream-protocol';
+import { decodeRecord, encodeRecord, type RestartPoint, type StreamRecord } from '@chorus/shared/stream-protocol';
 import type { AudioSink } from './audio-sink.ts';
 
 /** Audio records above this size are split, so one XADD never carries megabytes. */
@@ -27,6 +27,8 @@ export interface StreamPosition {
   bytes: number;
   /** A terminal record is already there: the job finished before (a duplicate delivery). */
   finished: boolean;
+  /** The latest restart point the earlier attempt recorded (mp3; see PiecewiseEncoder). */
+  restart?: RestartPoint;
 }
 
 /** Where a (possibly crashed) earlier attempt left the stream. */
@@ -36,15 +38,18 @@ export async function readStreamPosition(redis: RedisClient, key: string): Promi
   if (!entry) return { seq: 0, bytes: 0, finished: false };
   const record = decodeRecord(entry[1]);
   if (record.type === 'audio') {
-    return { seq: record.seq + 1, bytes: record.offset + record.data.length, finished: false };
+    const position: StreamPosition = { seq: record.seq + 1, bytes: record.offset + record.data.length, finished: false };
+    if (record.restart) position.restart = record.restart;
+    return position;
   }
   return { seq: record.seq + 1, bytes: record.type === 'end' ? record.bytes : 0, finished: true };
 }
 
 /**
- * Publishes one job's container bytes to its stream. Bytes below `skipBytes` were published by an earlier
- * attempt and are dropped. While one XADD is in flight, new bytes accumulate and go out together in the next,
- * so the first bytes leave at once and a fast encoder does not cost one round trip per packet.
+ * Publishes one job's container bytes to its stream. Bytes below the position's were published by an earlier
+ * attempt and are dropped (`fromBytes`: where this attempt's first byte lies in the file, a restart point's). While
+ * one XADD is in flight, new bytes accumulate and go out together in the next, so the first bytes leave at once
+ * and a fast encoder does not cost one round trip per packet.
  */
 export class StreamWriter implements AudioSink {
   readonly #redis: RedisClient;
@@ -69,14 +74,24 @@ export class StreamWriter implements AudioSink {
   chunks = 0;
   firstChunkAt: number | undefined;
   #onFirstChunk: (() => void) | undefined;
+  /** The two latest restart points: a record carries the latest one at or before its end. */
+  #restarts: RestartPoint[] = [];
 
-  constructor(redis: RedisClient, key: string, ttlS: number, position: StreamPosition) {
+  constructor(redis: RedisClient, key: string, ttlS: number, position: StreamPosition, fromBytes = 0) {
+    if (fromBytes > position.bytes) throw new Error(`restart at byte ${fromBytes} is past the stream's ${position.bytes}`);
     this.#redis = redis;
     this.#key = key;
     this.#ttlS = ttlS;
     this.#seq = position.seq;
     this.#offset = position.bytes;
-    this.#skip = position.bytes;
+    this.#skip = position.bytes - fromBytes;
+    this.producedBytes = fromBytes;
+    if (position.restart && position.restart.bytes <= position.bytes) this.#restarts.push(position.restart);
+  }
+
+  /** Records from here on carry this restart point (once their bytes reach it), for a later attempt to resume at. */
+  restartPoint(point: RestartPoint): void {
+    this.#restarts = [...this.#restarts.slice(-1), point];
   }
 
   /** Queue bytes for publishing; never blocks the encoder. */
@@ -125,7 +140,10 @@ export class StreamWriter implements AudioSink {
         this.#holdExpired = false;
         for (let at = 0; at < all.length; at += MAX_RECORD_BYTES) {
           const data = all.subarray(at, at + MAX_RECORD_BYTES);
-          await this.#append({ type: 'audio', seq: this.#seq, offset: this.#offset, data });
+          const end = this.#offset + data.length;
+          let restart: RestartPoint | undefined;
+          for (const point of this.#restarts) if (point.bytes <= end) restart = point; // oldest first
+          await this.#append({ type: 'audio', seq: this.#seq, offset: this.#offset, data, restart });
           this.#seq += 1;
           this.#offset += data.length;
           this.chunks += 1;
