@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import type { RedisClient } from '@chorus/shared';
 import type { Logger } from 'pino';
-import { Queue, Worker, type Job, type JobsOptions } from 'bullmq';
+import { Worker, type Job, type JobsOptions, type Queue } from 'bullmq';
 import {
   BATCH_CONTROL_QUEUE, BATCH_DONE, BATCH_ID_PATTERN, BATCH_LIFECYCLE_QUEUE, batchItemJobId, ChorusError, enqueueFinalize,
   EXPIRE_JOB, JOB_CATALOG, JOB_NAMES, newBatchId, newFileId, newRequestId, parseOrThrow, PRIORITY, recordOutcome,
@@ -9,6 +9,7 @@ import {
   type BatchItemSink, type BatchStatus, type ItemOutcome, type ObjectStorage, type RedisKeys,
 } from '@chorus/shared';
 import type { SpeechService } from './speech-service.ts';
+import { ProducerQueues } from './producer-queues.ts';
 
 export const BATCH_ENDPOINT = '/v1/audio/speech';
 /** Bad lines listed in `errors.data` (then one `too_many_errors` entry): a broken file cannot make a huge record. */
@@ -90,8 +91,7 @@ export class BatchService {
   readonly #maxOpenBatches: number;
   readonly #maxItems: number;
   readonly #lifecycleLockMs: number;
-  readonly control: Queue;
-  readonly lifecycle: Queue;
+  readonly #queues: ProducerQueues;
   #lifecycleWorker: Worker | undefined;
   readonly #onItemEnded: (outcome: 'cancelled' | 'expired') => void;
 
@@ -113,10 +113,17 @@ export class BatchService {
     this.#maxOpenBatches = opts.maxOpenBatches ?? 100;
     this.#maxItems = opts.maxItems ?? 50_000;
     this.#lifecycleLockMs = opts.lifecycleLockMs ?? 20_000;
-    this.control = new Queue(BATCH_CONTROL_QUEUE, { connection: opts.redis, prefix: opts.keys.bullPrefix() });
-    this.control.on('error', () => {}); // surfaces on the request that hits it
-    this.lifecycle = new Queue(BATCH_LIFECYCLE_QUEUE, { connection: opts.redis, prefix: opts.keys.bullPrefix() });
-    this.lifecycle.on('error', () => {});
+    this.#queues = new ProducerQueues(opts.redis, opts.keys);
+  }
+
+  /** The batch finalizers' queue (workers run them). */
+  get control(): Queue {
+    return this.#queues.get(BATCH_CONTROL_QUEUE);
+  }
+
+  /** Validation and expiry jobs (API replicas run them). */
+  get lifecycle(): Queue {
+    return this.#queues.get(BATCH_LIFECYCLE_QUEUE);
   }
 
   /**
@@ -516,8 +523,7 @@ export class BatchService {
       clearTimeout(timer);
       if (gave) await worker.close(true);
     }
-    await this.lifecycle.close();
-    await this.control.close();
+    await this.#queues.close();
   }
 }
 

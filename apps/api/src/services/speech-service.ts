@@ -1,5 +1,5 @@
 import type { RedisClient } from '@chorus/shared';
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import {
   ChorusError, JOB_CATALOG, JOB_NAMES, newJobId, PRIORITY, speechQueueName, type Lane, type ModelTable, type RedisKeys,
   type Speaker, type StreamJob, type SynthesisOptions, type TtsJob, type TtsJobInput, type VoiceCatalog,
@@ -10,6 +10,7 @@ import { watchJob } from '../relay/job-watchdog.ts';
 import type { WorkerDirectory } from './worker-directory.ts';
 import { routeRequest, type Route } from './voice-router.ts';
 import { QueueAdmission, type AdmissionOutcome } from './queue-admission.ts';
+import { ProducerQueues } from './producer-queues.ts';
 import type { ReplicaAck } from './replica-ack.ts';
 
 /** What every route hands over after validating its own body shape. */
@@ -48,7 +49,7 @@ export class SpeechService {
   readonly #directory: WorkerDirectory;
   readonly #models: ModelTable;
   readonly #voices: VoiceCatalog;
-  readonly #queues = new Map<string, Queue>();
+  readonly #queues: ProducerQueues;
   readonly #admission: QueueAdmission;
   readonly #replicaAck: ReplicaAck | undefined;
   readonly #maxAudioS: number;
@@ -71,6 +72,7 @@ export class SpeechService {
   }) {
     this.#redis = opts.redis;
     this.#keys = opts.keys;
+    this.#queues = new ProducerQueues(opts.redis, opts.keys);
     this.#relayId = opts.relayId;
     this.#hub = opts.hub;
     this.#directory = opts.directory;
@@ -85,14 +87,7 @@ export class SpeechService {
   }
 
   queue(engine: string, lane: Lane = 'realtime'): Queue {
-    const name = speechQueueName(engine, lane);
-    let q = this.#queues.get(name);
-    if (!q) {
-      q = new Queue(name, { connection: this.#redis, prefix: this.#keys.bullPrefix() });
-      q.on('error', () => {}); // connection errors surface on the request that hits them
-      this.#queues.set(name, q);
-    }
-    return q;
+    return this.#queues.get(speechQueueName(engine, lane));
   }
 
   /**
@@ -224,6 +219,6 @@ export class SpeechService {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
+    await this.#queues.close();
   }
 }
