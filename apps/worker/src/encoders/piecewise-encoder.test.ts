@@ -4,14 +4,14 @@ import type { RestartPoint } from '@chorus/shared/stream-protocol';
 import type { Speaker } from '@chorus/shared';
 import { EspeakEngine } from '../engines/espeak-engine.ts';
 import { LameEncoder } from './lame-encoder.ts';
-import { PIECE_MIN_S, PiecewiseEncoder, QUIET_LEVEL } from './piecewise-encoder.ts';
+import { FIRST_PIECE_MIN_S, PIECE_MIN_S, PiecewiseEncoder, QUIET_LEVEL } from './piecewise-encoder.ts';
 
 /* Against the real espeak-ng, lame and ffmpeg. */
 
 const RATE = 22_050;
 const speaker: Speaker = { id: 's', name: 'S', engine: 'espeak', voice: 'en-us', language: 'en-US' };
 const TEXT = Array.from(
-  { length: 9 },
+  { length: 14 },
   (_, i) => `Sentence ${i + 1} of the test: the river runs past the old mill, and the miller counts his sacks of flour twice.`,
 ).join(' ');
 
@@ -23,8 +23,8 @@ beforeAll(async () => {
   const parts: Buffer[] = [];
   for await (const pcm of engine.synthesize({ text: TEXT, speaker, speed: 1 }, new AbortController().signal)) parts.push(pcm);
   speech = Buffer.concat(parts);
-  // 9 sentences of ~5 s: room for several pieces
-  expect(speech.length / 2 / RATE).toBeGreaterThan(3 * PIECE_MIN_S);
+  // 14 sentences of ~5 s: room for several pieces
+  expect(speech.length / 2 / RATE).toBeGreaterThan(FIRST_PIECE_MIN_S + 2 * PIECE_MIN_S);
 });
 
 async function encode(pcm: Buffer, writeBytes: number, resumeFrom?: RestartPoint) {
@@ -72,13 +72,13 @@ function tone(seconds: number): Buffer {
 }
 
 describe('PiecewiseEncoder (real espeak-ng, lame, ffmpeg)', () => {
-  it('cuts in pauses at least PIECE_MIN_S apart, into one mp3 as long as the one-piece encoding, silent at each cut', async () => {
+  it('cuts in pauses (the first after FIRST_PIECE_MIN_S, then PIECE_MIN_S apart), into one mp3 as long as the one-piece encoding, silent at each cut', async () => {
     const { mp3, points, pieces } = await encode(speech, 4096);
     expect(pieces).toBeGreaterThanOrEqual(3);
     expect(points).toHaveLength(pieces - 1);
     for (const [i, point] of points.entries()) {
       const since = i === 0 ? 0 : points[i - 1]!.sample;
-      expect(point.sample - since).toBeGreaterThanOrEqual(PIECE_MIN_S * RATE);
+      expect(point.sample - since).toBeGreaterThanOrEqual((i === 0 ? FIRST_PIECE_MIN_S : PIECE_MIN_S) * RATE);
       // cut after a run of quiet input
       const before = speech.subarray((point.sample - 100) * 2, point.sample * 2);
       for (let at = 0; at < before.length; at += 2) expect(Math.abs(before.readInt16LE(at))).toBeLessThanOrEqual(QUIET_LEVEL);
@@ -115,8 +115,16 @@ describe('PiecewiseEncoder (real espeak-ng, lame, ffmpeg)', () => {
     }
   });
 
+  it('speech shorter than the first piece is one piece: the bytes of one lame, as before pieces', async () => {
+    const short = speech.subarray(0, Math.round((FIRST_PIECE_MIN_S - 1) * RATE) * 2);
+    const { mp3, points, pieces } = await encode(short, 4096);
+    expect(pieces).toBe(1);
+    expect(points).toEqual([]);
+    expect(mp3.equals(await oneLame(short))).toBe(true);
+  });
+
   it('without a pause it stays one piece: the bytes of one lame', async () => {
-    const pcm = tone(PIECE_MIN_S + 3);
+    const pcm = tone(FIRST_PIECE_MIN_S + PIECE_MIN_S + 3);
     const { mp3, points, pieces } = await encode(pcm, 4096);
     expect(pieces).toBe(1);
     expect(points).toEqual([]);

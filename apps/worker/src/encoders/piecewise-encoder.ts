@@ -6,6 +6,12 @@ import type { JobPriority } from '../processors/job-priority.ts';
 /** A piece is at least this long before it may end (one more encoder process per this much audio). */
 export const PIECE_MIN_S = 10;
 /**
+ * The first piece is longer: a request of up to ~450 characters (~30 s of speech) stays one piece, its bytes those of
+ * one encoder, with no second process to start under load (bench/admission.ts: ~2 ms more API and worker p95
+ * with the first cut at 10 s); a takeover inside it re-encodes at most this much, 0.2 s of LAME's CPU.
+ */
+export const FIRST_PIECE_MIN_S = 30;
+/**
  * A piece ends inside a pause: after this much quiet input. espeak-ng's sentence pauses are ~0.31 s of zeros, a
  * comma's ~0.16 s: a cut there would leave the pause no quiet to drop after it (QUIET_DROP_S), so it grows.
  */
@@ -46,7 +52,7 @@ export interface PiecewiseOptions {
 
 /**
  * One stream of encoded audio made of independent pieces, each from its own encoder process, cut in pauses at
- * least PIECE_MIN_S apart. An encoder's bytes depend on all the input before them (mp3's bit reservoir and
+ * least PIECE_MIN_S apart (the first FIRST_PIECE_MIN_S). An encoder's bytes depend on all the input before them (mp3's bit reservoir and
  * overlapping transforms), so a worker that takes over a crashed job's stream had to re-encode everything the
  * stream had already sent before it could send a new byte: ~85% of that catch-up's CPU (bench/failover.ts). With
  * pieces it starts at the last restart point the stream recorded, at most one piece back. Concatenated mp3 pieces
@@ -60,6 +66,7 @@ export class PiecewiseEncoder implements AudioEncoder {
   readonly #start: () => AudioEncoder;
   readonly #onRestartPoint: ((point: RestartPoint) => void) | undefined;
   readonly #minSamples: number;
+  readonly #firstMinSamples: number;
   readonly #runSamples: number;
   readonly #dropSamples: number;
   #sink: EncodedSink = () => {};
@@ -91,6 +98,7 @@ export class PiecewiseEncoder implements AudioEncoder {
     this.#start = start;
     this.#onRestartPoint = opts.onRestartPoint;
     this.#minSamples = Math.round(PIECE_MIN_S * opts.inputRate);
+    this.#firstMinSamples = Math.round(FIRST_PIECE_MIN_S * opts.inputRate);
     this.#runSamples = Math.round(QUIET_RUN_S * opts.inputRate);
     this.#dropSamples = Math.round(QUIET_DROP_S * opts.inputRate);
     this.#skipUntil = opts.resumeFrom?.sample ?? 0;
@@ -114,7 +122,7 @@ export class PiecewiseEncoder implements AudioEncoder {
       this.#carry = undefined;
     }
     const end = input.length - (input.length % BYTES_PER_SAMPLE);
-    if (end < input.length) this.#carry = input.subarray(end);
+    if (end < input.length) this.#carry = Buffer.from(input.subarray(end)); // a copy: the caller may reuse its buffer
     let at = 0;
     while (at < end) {
       const samples = (end - at) / BYTES_PER_SAMPLE;
@@ -139,7 +147,9 @@ export class PiecewiseEncoder implements AudioEncoder {
       }
       // Encoded input up to the next cut (or the end of this write).
       const from = at;
-      const scanFrom = this.#pieceStart + this.#minSamples - this.#runSamples;
+      // The first piece starts at sample 0; every later one after a cut (> 0), in every attempt alike.
+      const minSamples = this.#pieceStart === 0 ? this.#firstMinSamples : this.#minSamples;
+      const scanFrom = this.#pieceStart + minSamples - this.#runSamples;
       let n = Math.min(samples, Math.max(0, scanFrom - this.#sample));
       this.#sample += n;
       at += n * BYTES_PER_SAMPLE;
@@ -148,7 +158,7 @@ export class PiecewiseEncoder implements AudioEncoder {
         this.#quiet = Math.abs(input.readInt16LE(at)) <= QUIET_LEVEL ? this.#quiet + 1 : 0;
         this.#sample += 1;
         at += BYTES_PER_SAMPLE;
-        if (this.#quiet >= this.#runSamples && this.#sample - this.#pieceStart >= this.#minSamples) {
+        if (this.#quiet >= this.#runSamples && this.#sample - this.#pieceStart >= minSamples) {
           cut = true;
           break;
         }
