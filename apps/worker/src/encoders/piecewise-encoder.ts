@@ -6,11 +6,13 @@ import type { JobPriority } from '../processors/job-priority.ts';
 /** A piece is at least this long before it may end (one more encoder process per this much audio). */
 export const PIECE_MIN_S = 10;
 /**
- * The first piece is longer: a request of up to ~450 characters (~30 s of speech) stays one piece, its bytes those of
- * one encoder, with no second process to start under load (bench/admission.ts: ~2 ms more API and worker p95
- * with the first cut at 10 s); a takeover inside it re-encodes at most this much, 0.2 s of LAME's CPU.
+ * The first piece is longer: a request of up to ~350 characters (~20 s of speech) stays one piece, its bytes those
+ * of one encoder, with no second process to start under load (bench/admission.ts, 300 characters: ~2 ms more API
+ * and worker p95 with a cut at 10 s). Not longer: the first restart point comes at the first sentence pause after
+ * it, and a stream taken over before that is re-encoded from the start (with 30 s, streams killed at ~37 s had
+ * none: longest gap 1.95–2.69 s against 1.66–1.85 s; bench/failover.ts).
  */
-export const FIRST_PIECE_MIN_S = 30;
+export const FIRST_PIECE_MIN_S = 20;
 /**
  * A piece ends inside a pause: after this much quiet input. espeak-ng's sentence pauses are ~0.31 s of zeros, a
  * comma's ~0.16 s: a cut there would leave the pause no quiet to drop after it (QUIET_DROP_S), so it grows.
