@@ -93,7 +93,6 @@ export class PiecewiseEncoder implements AudioEncoder {
   /** Settles once every ended piece has delivered its bytes. */
   #delivered: Promise<void> = Promise.resolve();
   #failure: Error | undefined;
-  #opened = false;
 
   constructor(format: AudioFormat, start: () => AudioEncoder, opts: PiecewiseOptions) {
     this.format = format;
@@ -176,7 +175,7 @@ export class PiecewiseEncoder implements AudioEncoder {
     if (this.#carry && this.#sample >= this.#skipUntil && this.#dropLeft === 0) await this.#encode(this.#carry);
     this.#carry = undefined;
     // No input at all: the encoder's output for none, as without pieces.
-    if (!this.#opened && this.#skipUntil === 0) this.#open();
+    if (this.#sample === 0 && this.#skipUntil === 0 && !this.#current) this.#open();
     this.#end();
     await this.#delivered;
     if (this.#failure) throw this.#failure;
@@ -194,13 +193,11 @@ export class PiecewiseEncoder implements AudioEncoder {
   }
 
   async #encode(pcm: Buffer): Promise<void> {
-    this.#current ??= this.#open();
-    await this.#current.encoder.write(pcm);
+    await (this.#current ?? this.#open()).encoder.write(pcm);
   }
 
   #open(): Piece {
     const piece: Piece = { encoder: this.#start(), held: [] };
-    this.#opened = true;
     piece.encoder.attach((chunk) => {
       if (this.#pieces[0] === piece) this.#deliver(chunk);
       else piece.held.push(chunk);
